@@ -1,0 +1,31 @@
+namespace PowerRetention.Kernels;
+
+/// <summary>Options of <see cref="Retention.Compute"/>, named after the Python library's arguments.</summary>
+public sealed record RetentionOptions
+{
+    /// <summary>Default chunk size when none is given.</summary>
+    public const int DefaultChunkSize = 1024;
+
+    /// <summary>Degree p of the power; even and at least 2. Default 2.</summary>
+    public int Degree { get; init; } = 2;
+
+    /// <summary>Scale applied to q . k before the power; null means 1/sqrt(d).</summary>
+    public float? Scale { get; init; }
+
+    /// <summary>Tokens per chunk; 0 means the quadratic form over the whole sequence. Default 1024.</summary>
+    public int ChunkSize { get; init; } = DefaultChunkSize;
+
+    /// <summary>Sequences shorter than this use the quadratic form; null never switches.</summary>
+    public int? SwitchOverSeqLen { get; init; }
+
+    /// <summary>Whether to return the state after the last token.</summary>
+    public bool ReturnFinalState { get; init; }
+
+    /// <summary>Worker threads to use; null means every core.</summary>
+    public int? MaxDegreeOfParallelism { get; init; }
+}
+
+/// <summary>Output of <see cref="Retention.Compute"/>.</summary>
+/// <param name="Output">Y, shape (b, t, hq, e), in the inputs' data type unless an output tensor was given.</param>
+/// <param name="FinalState">The state after the last token when requested, else null.</param>
+public sealed record RetentionResult(Tensor Output, RetentionState? FinalState);
