@@ -120,7 +120,11 @@ internal sealed unsafe class ChunkEngine
 
         for (int r = 0; r < _group; r++)
         {
-            LoadQueries(batch, (kvHead * _group) + r, start, length, r, readState, queryGateOffset);
+            if (attention || readState)
+            {
+                LoadQueries(batch, (kvHead * _group) + r, start, length, r, readState, queryGateOffset);
+            }
+
             _numerators[r].AsSpan(0, length * _valuePadded).Clear();
             _denominators[r].AsSpan(0, length).Clear();
             if (attention)

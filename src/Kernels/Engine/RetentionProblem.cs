@@ -133,6 +133,22 @@ public sealed class RetentionProblem
         return new RetentionProblem(q, k, v, logG, options.Degree, scale, chunkSize);
     }
 
+    /// <summary>
+    /// Scans tokens [start, end) of every input for NaN, infinity and positive log-gates; reported
+    /// indices add <paramref name="tokenOffset"/> so that a slice names the token of the whole sequence.
+    /// </summary>
+    /// <exception cref="ArgumentException">The first bad value, with its tensor and index.</exception>
+    public void CheckValues(int start, int end, int tokenOffset = 0)
+    {
+        RetentionValidation.CheckTokens(Q, "Q", requireNonPositive: false, start, end, tokenOffset);
+        RetentionValidation.CheckTokens(K, "K", requireNonPositive: false, start, end, tokenOffset);
+        RetentionValidation.CheckTokens(V, "V", requireNonPositive: false, start, end, tokenOffset);
+        if (LogG is not null)
+        {
+            RetentionValidation.CheckTokens(LogG, "log_G", requireNonPositive: true, start, end, tokenOffset);
+        }
+    }
+
     /// <summary>Checks that Q, K, V and log_G agree with each other and with the layouts.</summary>
     public static void CheckShapes(Tensor q, Tensor k, Tensor v, Tensor? logG)
     {

@@ -57,19 +57,39 @@ internal static class RetentionValidation
     }
 
     /// <summary>Throws on the first NaN or infinity, naming its index.</summary>
-    public static void CheckFinite(Tensor tensor, string name) => Scan(tensor, name, requireNonPositive: false);
+    public static void CheckFinite(Tensor tensor, string name) => CheckTokens(tensor, name, requireNonPositive: false, 0, tensor.Rank > 1 ? tensor.Dim(1) : 0, 0);
 
     /// <summary>Throws on the first NaN, infinity or positive value, naming its index.</summary>
-    public static void CheckLogGates(Tensor tensor, string name) => Scan(tensor, name, requireNonPositive: true);
+    public static void CheckLogGates(Tensor tensor, string name) => CheckTokens(tensor, name, requireNonPositive: true, 0, tensor.Rank > 1 ? tensor.Dim(1) : 0, 0);
 
-    private static void Scan(Tensor tensor, string name, bool requireNonPositive)
+    /// <summary>
+    /// Scans tokens [start, end) of every batch entry of a (b, t, ...) tensor for NaN, infinity and, for
+    /// log-gates, positive values. Reported indices add <paramref name="tokenOffset"/> to the token axis.
+    /// </summary>
+    public static void CheckTokens(Tensor tensor, string name, bool requireNonPositive, int start, int end, int tokenOffset)
     {
-        float[] buffer = System.Buffers.ArrayPool<float>.Shared.Rent((int)Math.Min(ScanBlock, Math.Max(1, tensor.ElementCount)));
+        if (tensor.Rank < 2)
+        {
+            Scan(tensor, name, requireNonPositive, 0, tensor.ElementCount, 0);
+            return;
+        }
+
+        long inner = tensor.ElementCount / Math.Max(1L, (long)tensor.Dim(0) * tensor.Dim(1));
+        for (int batch = 0; batch < tensor.Dim(0); batch++)
+        {
+            long first = (((long)batch * tensor.Dim(1)) + start) * inner;
+            Scan(tensor, name, requireNonPositive, first, first + ((long)(end - start) * inner), tokenOffset);
+        }
+    }
+
+    private static void Scan(Tensor tensor, string name, bool requireNonPositive, long first, long last, int tokenOffset)
+    {
+        float[] buffer = System.Buffers.ArrayPool<float>.Shared.Rent(ScanBlock);
         try
         {
-            for (long start = 0; start < tensor.ElementCount; start += ScanBlock)
+            for (long start = first; start < last; start += ScanBlock)
             {
-                int count = (int)Math.Min(ScanBlock, tensor.ElementCount - start);
+                int count = (int)Math.Min(ScanBlock, last - start);
                 Span<float> block = buffer.AsSpan(0, count);
                 tensor.Storage.Read(start, block);
                 for (int i = 0; i < count; i++)
@@ -77,12 +97,12 @@ internal static class RetentionValidation
                     float value = block[i];
                     if (!float.IsFinite(value))
                     {
-                        ThrowBadValue(tensor, name, start + i, value, "is not finite");
+                        ThrowBadValue(tensor, name, start + i, tokenOffset, value, "is not finite");
                     }
 
                     if (requireNonPositive && value > 0f)
                     {
-                        ThrowBadValue(tensor, name, start + i, value, "is positive; log-gates must be <= 0");
+                        ThrowBadValue(tensor, name, start + i, tokenOffset, value, "is positive; log-gates must be <= 0");
                     }
                 }
             }
@@ -94,19 +114,24 @@ internal static class RetentionValidation
     }
 
     [DoesNotReturn]
-    private static void ThrowBadValue(Tensor tensor, string name, long flatIndex, float value, string problem)
+    private static void ThrowBadValue(Tensor tensor, string name, long flatIndex, int tokenOffset, float value, string problem)
     {
-        throw new ArgumentException($"{name}{FormatIndex(tensor.Shape, flatIndex)} = {value} {problem}.", name);
+        throw new ArgumentException($"{name}{FormatIndex(tensor.Shape, flatIndex, tokenOffset)} = {value} {problem}.", name);
     }
 
-    /// <summary>Formats a flat index as [i0, i1, ...] for the given shape.</summary>
-    public static string FormatIndex(ReadOnlySpan<int> shape, long flatIndex)
+    /// <summary>Formats a flat index as [i0, i1, ...] for the given shape, adding <paramref name="tokenOffset"/> to axis 1.</summary>
+    public static string FormatIndex(ReadOnlySpan<int> shape, long flatIndex, int tokenOffset)
     {
         var parts = new long[shape.Length];
         for (int axis = shape.Length - 1; axis >= 0; axis--)
         {
             parts[axis] = shape[axis] == 0 ? 0 : flatIndex % shape[axis];
             flatIndex = shape[axis] == 0 ? 0 : flatIndex / shape[axis];
+        }
+
+        if (parts.Length > 1)
+        {
+            parts[1] += tokenOffset;
         }
 
         return "[" + string.Join(", ", parts) + "]";

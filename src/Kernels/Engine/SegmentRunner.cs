@@ -51,6 +51,28 @@ internal static class SegmentRunner
     }
 
     /// <summary>
+    /// Computes only the segment summary of tokens [start, end): the state from a zero start and the
+    /// total log-decay, without attention or outputs. This is the cheap first phase of a distributed
+    /// job, whose second phase recomputes attention from the incoming state instead of keeping
+    /// partial outputs, so a worker's memory never grows with the sequence.
+    /// </summary>
+    public static SegmentSummary RunSummaryOnly(ChunkEngine engine, int batch, int kvHead, int start, int end, CancellationToken cancellationToken)
+    {
+        RetentionProblem problem = engine.Problem;
+        var state = new HeadState(problem.ExpandedDim, problem.ValueDim);
+        double logDecay = 0;
+        int chunk = problem.ChunkSize;
+        for (int position = start; position < end; position += chunk)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            int length = Math.Min(chunk, end - position);
+            logDecay += engine.ProcessChunk(batch, kvHead, position, length, state, attention: false, queryState: false, updateState: true);
+        }
+
+        return new SegmentSummary(logDecay, state);
+    }
+
+    /// <summary>
     /// Phase 3 over tokens [start, end): adds the contribution of <paramref name="incoming"/>, the state at
     /// token start, to the phase 1 partial outputs and writes normalised outputs.
     /// </summary>

@@ -21,6 +21,9 @@ public sealed class PendingTensorFile : IDisposable
     /// <summary>The name the file gets on commit.</summary>
     public string FinalPath { get; }
 
+    /// <summary>The file's name until commit: other processes may map it to write their rows.</summary>
+    public string TemporaryPath => _temporaryPath;
+
     /// <summary>The writable tensor over the file's data.</summary>
     public Tensor Tensor { get; }
 

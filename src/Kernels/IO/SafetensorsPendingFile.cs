@@ -25,6 +25,9 @@ public sealed class SafetensorsPendingFile : IDisposable
     /// <summary>The name the file gets on commit.</summary>
     public string FinalPath { get; }
 
+    /// <summary>The file's name until commit: other processes may map it to write their rows.</summary>
+    public string TemporaryPath => _temporaryPath;
+
     /// <summary>Writable tensors over the file's data, by name. Commit and Dispose dispose them.</summary>
     public IReadOnlyDictionary<string, Tensor> Tensors => _tensors;
 

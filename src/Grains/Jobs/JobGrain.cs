@@ -1,0 +1,461 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Orleans.Placement;
+using PowerRetention.Kernels;
+using PowerRetention.Kernels.IO;
+
+namespace PowerRetention.Grains;
+
+/// <summary>
+/// Coordinates one job. Phase 1 (segment summaries) runs on every segment but the last in parallel;
+/// summaries are folded in order as they arrive, each fold yielding the state entering the next
+/// segment, which then runs phase 3 (outputs). A monitor timer restarts segments whose worker lost
+/// its work, for example because its silo died.
+/// </summary>
+[PreferLocalPlacement]
+internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOptions> options) : Grain, IJobGrain
+{
+    private readonly JobOptions _options = options.Value;
+    private JobSpec? _spec;
+    private JobShape? _shape;
+    private JobPlan? _plan;
+    private JobState _state = JobState.Pending;
+    private string? _error;
+    private SegmentTrack[] _tracks = [];
+    private HeadState[]?[] _incoming = [];
+    private HeadState[]?[] _summaries = [];
+    private HeadState[]? _final;
+    private int _folded;
+    private int _expandedDim;
+    private long _bytesMoved;
+    private int _restarts;
+    private IDisposable? _pendingOutput;
+    private Action? _commitOutput;
+    private string? _outputWritePath;
+    private IGrainTimer? _monitor;
+
+    private Guid JobId => this.GetPrimaryKey();
+
+    private bool StreamsOutput => _spec!.OutputPath is null;
+
+    public async Task<JobPlan> StartAsync(JobSpec spec)
+    {
+        if (_spec is not null)
+        {
+            throw new InvalidOperationException($"Job {JobId} was already started.");
+        }
+
+        try
+        {
+            _shape = Validate(spec);
+            _spec = spec;
+            _plan = await PlanAsync(spec, _shape);
+            _expandedDim = (int)SymmetricPowerBasis.ExpandedDimOf(_shape.KeyDim, spec.Degree);
+            CreateOutput(spec, _shape);
+        }
+        catch (Exception error) when (error is IOException or ArgumentException or InsufficientMemoryException or UnauthorizedAccessException)
+        {
+            _spec = null;
+            LogRejected(JobId, error.Message);
+            throw new ArgumentException(error.Message, error is ArgumentException argument ? argument.ParamName : "spec", error);
+        }
+
+        int segments = _plan.SegmentCount;
+        int units = _shape.Batch * _shape.Heads;
+        _tracks = Enumerable.Range(0, segments).Select(s => new SegmentTrack(s)).ToArray();
+        _incoming = new HeadState[]?[segments];
+        _summaries = new HeadState[]?[segments];
+        HeadState[] initial = spec.InitialState is null
+            ? StateTransfer.Zeros(units, _expandedDim, _shape.ValueDim)
+            : StateFile.Deserialize(spec.InitialState, "initial state").HeadStates.ToArray();
+        if (segments == 0)
+        {
+            _final = initial;
+            Complete();
+            return _plan;
+        }
+
+        _incoming[0] = initial;
+        _state = JobState.Running;
+        LogStarted(JobId, _shape.Time, segments, _plan.SegmentTokens, _plan.SiloCount);
+
+        await Task.WhenAll(_tracks.Select(track => Worker(track.Segment).AssignAsync(Assignment(track))));
+        if (spec.Input == InputKind.Files)
+        {
+            foreach (SegmentTrack track in _tracks)
+            {
+                track.InputsReady = true;
+                await StartSegmentAsync(track);
+            }
+        }
+
+        _monitor = this.RegisterGrainTimer(MonitorAsync, new GrainTimerCreationOptions(_options.MonitorInterval, _options.MonitorInterval) { KeepAlive = true });
+        return _plan;
+    }
+
+    public Task<JobStatus> GetStatusAsync()
+    {
+        long total = _shape is null ? 0 : (long)_shape.Batch * _shape.Time * _shape.QueryHeads;
+        long done = _state == JobState.Completed ? total : _tracks.Sum(t => t.Stage == SegmentStage.Done ? SegmentTokenHeads(t.Segment) : t.TokenHeadsDone);
+        int[] needingInput = _spec?.Input == InputKind.Streamed
+            ? _tracks.Where(t => t.Stage == SegmentStage.AwaitingInput && !t.InputsReady).Select(t => t.Segment).ToArray()
+            : [];
+        int[] withOutput = _spec is not null && StreamsOutput
+            ? _tracks.Where(t => t.Stage == SegmentStage.Done && !t.OutputRead).Select(t => t.Segment).ToArray()
+            : [];
+        return Task.FromResult(new JobStatus(JobId, _state, done, total, _error, needingInput, withOutput, _bytesMoved, _restarts, RuntimeIdentity));
+    }
+
+    public async Task CancelAsync()
+    {
+        if (_state is JobState.Completed or JobState.Failed or JobState.Cancelled)
+        {
+            return;
+        }
+
+        _state = JobState.Cancelled;
+        LogCancelled(JobId);
+        await StopAsync();
+    }
+
+    public Task<StateBlock?> ReadFinalStateAsync(int unit, bool normalizer, long offset, int maxFloats)
+    {
+        if (_state != JobState.Completed || _final is null)
+        {
+            throw new InvalidOperationException($"Job {JobId} has no final state: it is {_state} and {(_spec?.ReturnFinalState == true ? "was" : "was not")} asked to return one.");
+        }
+
+        float[] source = normalizer ? _final[unit].Normalizer : _final[unit].Values;
+        if (offset >= source.LongLength)
+        {
+            return Task.FromResult<StateBlock?>(null);
+        }
+
+        int count = (int)Math.Min(Math.Min(maxFloats, StateTransfer.BlockFloats), source.LongLength - offset);
+        byte[] data = System.Runtime.InteropServices.MemoryMarshal.AsBytes(source.AsSpan((int)offset, count)).ToArray();
+        return Task.FromResult<StateBlock?>(new StateBlock(StateRole.Final, -1, 0, unit, normalizer, offset, data));
+    }
+
+    public Task<int[]> GetFinalStateShapeAsync()
+    {
+        if (_shape is null || _spec is null)
+        {
+            throw new InvalidOperationException($"Job {JobId} was not started.");
+        }
+
+        return Task.FromResult(new[] { _shape.Batch, _shape.Heads, _shape.KeyDim, _shape.ValueDim, _spec.Degree });
+    }
+
+    public async Task InputsUploadedAsync(int segment)
+    {
+        SegmentTrack track = Track(segment);
+        track.InputsReady = true;
+        if (_state == JobState.Running && track.Stage == SegmentStage.AwaitingInput)
+        {
+            await StartSegmentAsync(track);
+        }
+    }
+
+    public async Task OutputReadAsync(int segment)
+    {
+        SegmentTrack track = Track(segment);
+        track.OutputRead = true;
+        _incoming[segment] = null;
+        await Worker(segment).ReleaseAsync();
+        if (_state == JobState.Completed && _tracks.All(t => t.OutputRead))
+        {
+            StopMonitor();
+        }
+    }
+
+    public Task ReceiveStateBlockAsync(StateBlock block)
+    {
+        SegmentTrack track = Track(block.Segment);
+        if (block.Attempt != track.Attempt || _state != JobState.Running)
+        {
+            return Task.CompletedTask;
+        }
+
+        _bytesMoved += block.Data.Length;
+        int units = _shape!.Batch * _shape.Heads;
+        if (block.Role == StateRole.Summary)
+        {
+            HeadState[] summary = _summaries[block.Segment] ??= StateTransfer.Zeros(units, _expandedDim, _shape.ValueDim);
+            StateTransfer.Apply(block, summary);
+        }
+        else if (block.Role == StateRole.Final)
+        {
+            _final ??= StateTransfer.Zeros(units, _expandedDim, _shape.ValueDim);
+            StateTransfer.Apply(block, _final);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public async Task SummaryCompletedAsync(int segment, int attempt, double[] logDecays)
+    {
+        SegmentTrack track = Track(segment);
+        if (attempt != track.Attempt || _state != JobState.Running || track.Stage != SegmentStage.Phase1)
+        {
+            return;
+        }
+
+        _summaries[segment] ??= StateTransfer.Zeros(logDecays.Length, _expandedDim, _shape!.ValueDim);
+        track.SummaryLogDecays = logDecays;
+        track.Stage = SegmentStage.ReadyForPhase3;
+        await FoldAndStartAsync();
+    }
+
+    public async Task SegmentCompletedAsync(int segment, int attempt)
+    {
+        SegmentTrack track = Track(segment);
+        if (attempt != track.Attempt || _state != JobState.Running || track.Stage != SegmentStage.Phase3)
+        {
+            return;
+        }
+
+        track.Stage = SegmentStage.Done;
+        track.TokenHeadsDone = SegmentTokenHeads(segment);
+        if (!StreamsOutput)
+        {
+            _incoming[segment] = null;
+        }
+
+        if (_tracks.All(t => t.Stage == SegmentStage.Done))
+        {
+            Complete();
+            if (!StreamsOutput)
+            {
+                await ReleaseWorkersAsync();
+                StopMonitor();
+            }
+        }
+    }
+
+    public async Task SegmentFailedAsync(int segment, int attempt, string error, bool badInput)
+    {
+        SegmentTrack track = Track(segment);
+        if (attempt != track.Attempt || _state != JobState.Running)
+        {
+            return;
+        }
+
+        if (badInput || track.Attempt + 1 >= _options.MaxAttempts)
+        {
+            await FailAsync(badInput ? error : $"Segment {segment} failed {track.Attempt + 1} times; last error: {error}");
+            return;
+        }
+
+        LogRestart(JobId, segment, error);
+        await RestartAsync(track, workerLostInputs: false);
+    }
+
+    private async Task StartSegmentAsync(SegmentTrack track)
+    {
+        if (track.Segment < _plan!.SegmentCount - 1)
+        {
+            track.Stage = SegmentStage.Phase1;
+            _summaries[track.Segment] = null;
+            await Worker(track.Segment).StartPhase1Async(track.Attempt);
+        }
+        else
+        {
+            track.Stage = SegmentStage.ReadyForPhase3;
+            await FoldAndStartAsync();
+        }
+    }
+
+    // Folds finished summaries in segment order, then starts phase 3 wherever the incoming state is known.
+    private async Task FoldAndStartAsync()
+    {
+        while (_folded < _plan!.SegmentCount - 1 && _tracks[_folded].SummaryLogDecays is double[] logDecays && _incoming[_folded] is HeadState[] before)
+        {
+            HeadState[] summary = _summaries[_folded]!;
+            var next = new HeadState[summary.Length];
+            for (int unit = 0; unit < summary.Length; unit++)
+            {
+                next[unit] = new SegmentSummary(logDecays[unit], summary[unit]).Apply(before[unit]);
+            }
+
+            _incoming[_folded + 1] = next;
+            _summaries[_folded] = null;
+            _folded++;
+        }
+
+        foreach (SegmentTrack track in _tracks)
+        {
+            if (track.Stage == SegmentStage.ReadyForPhase3 && _incoming[track.Segment] is not null)
+            {
+                await StartPhase3Async(track);
+            }
+        }
+    }
+
+    private async Task StartPhase3Async(SegmentTrack track)
+    {
+        track.Stage = SegmentStage.Phase3;
+        track.TokenHeadsDone = 0;
+        HeadState[] incoming = _incoming[track.Segment]!;
+        ISegmentWorkerGrain worker = Worker(track.Segment);
+        if (incoming.Any(h => !h.IsZero))
+        {
+            foreach (StateBlock block in StateTransfer.Split(StateRole.Incoming, track.Segment, track.Attempt, incoming))
+            {
+                _bytesMoved += block.Data.Length;
+                await worker.ReceiveStateBlockAsync(block);
+            }
+        }
+
+        bool last = track.Segment == _plan!.SegmentCount - 1;
+        if (last)
+        {
+            _final = null;
+        }
+
+        await worker.StartPhase3Async(track.Attempt, sendFinalState: last && _spec!.ReturnFinalState);
+    }
+
+    private async Task RestartAsync(SegmentTrack track, bool workerLostInputs)
+    {
+        _restarts++;
+        track.Attempt++;
+        track.TokenHeadsDone = 0;
+        await Worker(track.Segment).AssignAsync(Assignment(track));
+        if (_spec!.Input == InputKind.Streamed && workerLostInputs)
+        {
+            // The client sees the segment in SegmentsNeedingInput and uploads it again.
+            track.InputsReady = false;
+            track.Stage = SegmentStage.AwaitingInput;
+            if (track.SummaryLogDecays is not null || track.Segment == _plan!.SegmentCount - 1)
+            {
+                track.Stage = SegmentStage.AwaitingInput;
+            }
+
+            return;
+        }
+
+        await ResumeAsync(track);
+    }
+
+    // Re-runs what a fresh worker needs: phase 1 if its summary is not folded yet, else phase 3.
+    private async Task ResumeAsync(SegmentTrack track)
+    {
+        bool summaryNeeded = track.Segment < _plan!.SegmentCount - 1 && track.Segment >= _folded && track.SummaryLogDecays is null;
+        if (summaryNeeded)
+        {
+            await StartSegmentAsync(track);
+        }
+        else
+        {
+            track.Stage = SegmentStage.ReadyForPhase3;
+            await FoldAndStartAsync();
+        }
+    }
+
+    private async Task MonitorAsync(CancellationToken cancellationToken)
+    {
+        if (_spec is null || _state is JobState.Failed or JobState.Cancelled)
+        {
+            StopMonitor();
+            return;
+        }
+
+        foreach (SegmentTrack track in _tracks)
+        {
+            bool watched = track.Stage is SegmentStage.Phase1 or SegmentStage.Phase3
+                || (track.Stage == SegmentStage.Done && StreamsOutput && !track.OutputRead);
+            if (!watched || _state is JobState.Failed or JobState.Cancelled)
+            {
+                continue;
+            }
+
+            WorkerStatus status;
+            try
+            {
+                status = await Worker(track.Segment).GetStatusAsync().WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
+            }
+            catch (Exception error) when (error is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                // Calls to a dead silo fail until membership removes it; the next tick reaches a new activation.
+                LogMonitorCallFailed(JobId, track.Segment, error.Message);
+                continue;
+            }
+
+            bool lost = status.JobId != JobId || status.Attempt != track.Attempt || status.Phase == WorkerPhase.Idle;
+            if (lost)
+            {
+                LogWorkerLost(JobId, track.Segment, track.Stage.ToString(), status.Silo ?? "unknown");
+                if (track.Stage == SegmentStage.Done)
+                {
+                    track.Stage = SegmentStage.ReadyForPhase3;
+                }
+
+                await RestartAsync(track, workerLostInputs: !status.HasInputs || status.JobId != JobId);
+                continue;
+            }
+
+            if (track.Stage == SegmentStage.Phase3)
+            {
+                track.TokenHeadsDone = status.TokenHeadsDone;
+            }
+        }
+    }
+
+    private void Complete()
+    {
+        _commitOutput?.Invoke();
+        _commitOutput = null;
+        _pendingOutput = null;
+        _state = JobState.Completed;
+        LogCompleted(JobId, _bytesMoved, _restarts);
+    }
+
+    private async Task FailAsync(string error)
+    {
+        _state = JobState.Failed;
+        _error = error;
+        LogFailed(JobId, error);
+        await StopAsync();
+    }
+
+    private async Task StopAsync()
+    {
+        StopMonitor();
+        await ReleaseWorkersAsync();
+        _pendingOutput?.Dispose();
+        _pendingOutput = null;
+        _commitOutput = null;
+        _incoming = new HeadState[]?[_incoming.Length];
+        _summaries = new HeadState[]?[_summaries.Length];
+    }
+
+    private async Task ReleaseWorkersAsync()
+    {
+        try
+        {
+            await Task.WhenAll(_tracks.Select(t => Worker(t.Segment).ReleaseAsync()));
+        }
+        catch (Exception error)
+        {
+            // A worker on a dead silo has nothing left to free.
+            LogReleaseFailed(JobId, error.Message);
+        }
+    }
+
+    private void StopMonitor()
+    {
+        _monitor?.Dispose();
+        _monitor = null;
+    }
+
+    private SegmentTrack Track(int segment) =>
+        segment >= 0 && segment < _tracks.Length ? _tracks[segment] : throw new ArgumentOutOfRangeException(nameof(segment), segment, $"Job {JobId} has {_tracks.Length} segments.");
+
+    private ISegmentWorkerGrain Worker(int segment) => GrainFactory.GetGrain<ISegmentWorkerGrain>($"{JobId:N}/{segment}");
+
+    private SegmentAssignment Assignment(SegmentTrack track) =>
+        new(JobId, _spec! with { Shape = _shape!, InitialState = null }, _plan!, track.Segment, track.Attempt, _outputWritePath);
+
+    private long SegmentTokenHeads(int segment) =>
+        (long)(_plan!.SegmentEnd(segment, _shape!.Time) - _plan.SegmentStart(segment)) * _shape.QueryHeads * _shape.Batch;
+}
