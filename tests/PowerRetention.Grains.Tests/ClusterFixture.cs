@@ -56,8 +56,11 @@ public sealed class OneSiloFixture() : ClusterFixture(1);
 
 public sealed class ThreeSiloFixture() : ClusterFixture(3);
 
+/// <summary>A separate three-silo cluster whose silos the fault tests may kill.</summary>
+public sealed class FaultClusterFixture() : ClusterFixture(3);
+
 [CollectionDefinition(Name)]
-public sealed class ClusterCollection : ICollectionFixture<OneSiloFixture>, ICollectionFixture<ThreeSiloFixture>
+public sealed class ClusterCollection : ICollectionFixture<OneSiloFixture>, ICollectionFixture<ThreeSiloFixture>, ICollectionFixture<FaultClusterFixture>
 {
     public const string Name = "clusters";
 }
