@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using PowerRetention.Kernels;
 
 namespace PowerRetention.Grains;
 
@@ -9,6 +10,9 @@ public sealed class ComputeDeviceOptions
 {
     /// <summary>Worker threads running kernels; 0 means one per core.</summary>
     public int Threads { get; set; }
+
+    /// <summary>The kernels this device runs; null means the CPU backend.</summary>
+    public IComputeBackend? Backend { get; set; }
 }
 
 /// <summary>
@@ -37,6 +41,7 @@ public sealed partial class ComputeDevice : IDisposable
     {
         _logger = logger;
         _gate = (IComputeGate?)services.GetService(typeof(IComputeGate));
+        Backend = options.Value.Backend ?? CpuBackend.Instance;
         int threads = options.Value.Threads > 0 ? options.Value.Threads : Environment.ProcessorCount;
         _threads = new Thread[threads];
         for (int i = 0; i < threads; i++)
@@ -45,8 +50,11 @@ public sealed partial class ComputeDevice : IDisposable
             _threads[i].Start();
         }
 
-        LogStarted(threads);
+        LogStarted(threads, Backend.Name);
     }
+
+    /// <summary>The kernels work items run.</summary>
+    public IComputeBackend Backend { get; }
 
     /// <summary>Number of worker threads, the most work items that run at once.</summary>
     public int Concurrency => _threads.Length;
@@ -113,8 +121,8 @@ public sealed partial class ComputeDevice : IDisposable
         }
     }
 
-    [LoggerMessage(Level = LogLevel.Information, Message = "Compute device started with {Threads} threads")]
-    private partial void LogStarted(int threads);
+    [LoggerMessage(Level = LogLevel.Information, Message = "Compute device started with {Threads} threads on the {Backend} backend")]
+    private partial void LogStarted(int threads, string backend);
 
     private sealed record WorkItem(Action Run);
 }

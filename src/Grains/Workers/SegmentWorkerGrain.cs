@@ -153,8 +153,8 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
         try
         {
             var timer = System.Diagnostics.Stopwatch.StartNew();
-            SegmentSummary[] summaries = await RunOnUnitsAsync(assignment, (data, engine, batch, head, token) =>
-                SegmentRunner.RunSummaryOnly(engine, batch, head, data.Start, data.End, token), openOutput: false, cancellationToken);
+            SegmentSummary[] summaries = await RunOnUnitsAsync(assignment, (data, batch, head, token) =>
+                device.Backend.RunSummaryOnly(data.Problem, batch, head, data.Start, data.End, token), openOutput: false, cancellationToken);
             if (!IsCurrent(assignment, cancellationToken))
             {
                 return;
@@ -188,11 +188,11 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
             JobShape shape = assignment.Spec.Shape;
             HeadState[] incoming = _incoming ?? StateTransfer.Zeros(shape.Batch * shape.Heads, (int)SymmetricPowerBasis.ExpandedDimOf(shape.KeyDim, assignment.Spec.Degree), shape.ValueDim);
             Tensor? output = null;
-            HeadState[] finals = await RunOnUnitsAsync(assignment, (data, engine, batch, head, token) =>
+            HeadState[] finals = await RunOnUnitsAsync(assignment, (data, batch, head, token) =>
             {
                 output = data.Output;
                 HeadState state = incoming[(batch * shape.Heads) + head].Clone();
-                SegmentRunner.RunDirect(engine, batch, head, data.Start, data.End, state, data.Output!, sendFinalState, tokens => Interlocked.Add(ref _tokenHeadsDone, (long)tokens * engine.Problem.GroupSize), token);
+                device.Backend.RunDirect(data.Problem, batch, head, data.Start, data.End, state, data.Output!, sendFinalState, tokens => Interlocked.Add(ref _tokenHeadsDone, (long)tokens * data.Problem.GroupSize), token);
                 return state;
             }, openOutput: true, cancellationToken);
             if (!IsCurrent(assignment, cancellationToken))
@@ -225,7 +225,7 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
     }
 
     // Opens the segment's data once, then runs one compute-device item per (batch, head) unit.
-    private async Task<T[]> RunOnUnitsAsync<T>(SegmentAssignment assignment, Func<SegmentData, ChunkEngine, int, int, CancellationToken, T> work, bool openOutput, CancellationToken cancellationToken)
+    private async Task<T[]> RunOnUnitsAsync<T>(SegmentAssignment assignment, Func<SegmentData, int, int, CancellationToken, T> work, bool openOutput, CancellationToken cancellationToken)
     {
         JobShape shape = assignment.Spec.Shape;
         int start = assignment.Plan.SegmentStart(assignment.Segment);
@@ -242,7 +242,7 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
         for (int unit = 0; unit < units; unit++)
         {
             int batch = unit / shape.Heads, head = unit % shape.Heads;
-            tasks[unit] = device.RunAsync(token => work(data, new ChunkEngine(data.Problem), batch, head, token), cancellationToken);
+            tasks[unit] = device.RunAsync(token => work(data, batch, head, token), cancellationToken);
         }
 
         return await Task.WhenAll(tasks);

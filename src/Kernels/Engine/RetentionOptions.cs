@@ -23,6 +23,9 @@ public sealed record RetentionOptions
 
     /// <summary>Worker threads to use; null means every core.</summary>
     public int? MaxDegreeOfParallelism { get; init; }
+
+    /// <summary>The kernels to run; null means the CPU backend.</summary>
+    public IComputeBackend? Backend { get; init; }
 }
 
 /// <summary>Output of <see cref="Retention.Compute"/>.</summary>

@@ -41,7 +41,9 @@ public static partial class Retention
         output ??= Tensor.Zeros(q.DataType, problem.Batch, problem.Time, problem.QueryHeads, problem.ValueDim);
         CheckOutput(output, problem);
 
-        RetentionState? finalState = Run(problem, initialState, output, options.ReturnFinalState, options.MaxDegreeOfParallelism, progress, cancellationToken);
+        RetentionState? finalState = options.Backend is null or CpuBackend
+            ? Run(problem, initialState, output, options.ReturnFinalState, options.MaxDegreeOfParallelism, progress, cancellationToken)
+            : RunOnBackend(options.Backend, problem, initialState, output, options.ReturnFinalState, progress, cancellationToken);
         return new RetentionResult(output, finalState);
     }
 
@@ -167,6 +169,26 @@ public static partial class Retention
 
             partials[index] = [];
         });
+    }
+
+    // Other backends own their parallelism (a GPU runs one unit at a time here), so units run in order.
+    private static RetentionState? RunOnBackend(IComputeBackend backend, RetentionProblem problem, RetentionState? initialState, Tensor output, bool returnFinalState, IProgress<long>? progress, CancellationToken cancellationToken)
+    {
+        int units = problem.Batch * problem.Heads;
+        var finalStates = new HeadState[units];
+        long done = 0;
+        for (int u = 0; u < units; u++)
+        {
+            HeadState state = initialState?.HeadStates[u].Clone() ?? new HeadState(problem.ExpandedDim, problem.ValueDim);
+            if (problem.Time > 0)
+            {
+                backend.RunDirect(problem, u / problem.Heads, u % problem.Heads, 0, problem.Time, state, output, returnFinalState, tokens => progress?.Report(done += (long)tokens * problem.GroupSize), cancellationToken);
+            }
+
+            finalStates[u] = state;
+        }
+
+        return returnFinalState ? BuildState(problem, finalStates) : null;
     }
 
     private static RetentionState BuildState(RetentionProblem problem, HeadState[] heads) =>
