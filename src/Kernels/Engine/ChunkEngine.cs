@@ -40,6 +40,7 @@ internal sealed unsafe class ChunkEngine
     private readonly float[][] _denominators;
     private readonly float[][] _rowMaxWeights;
     private readonly float[] _scores;
+    private readonly float[] _columnFactors;
     private readonly float[] _phiKeys;
     private readonly float[] _phiQueries;
 
@@ -77,6 +78,7 @@ internal sealed unsafe class ChunkEngine
         }
 
         _scores = Allocate((long)ScoreRows * _chunkPadded);
+        _columnFactors = Allocate(_chunkPadded);
         _phiKeys = Allocate((long)_featureBlock * _chunkPadded);
         _phiQueries = Allocate((long)_featureBlock * _chunkPadded);
     }
@@ -292,7 +294,7 @@ internal sealed unsafe class ChunkEngine
         float[] rowMax = _rowMaxWeights[r];
         var lane = Vector<int>.Indices;
 
-        fixed (float* queries = _queries[r], keysT = _keysT, values = _values, scores = _scores, gates = _gates, numeratorPtr = numerator)
+        fixed (float* queries = _queries[r], keysT = _keysT, values = _values, scores = _scores, gates = _gates, numeratorPtr = numerator, columnFactors = _columnFactors)
         {
             for (int i0 = 0; i0 < length; i0 += ScoreRows)
             {
@@ -308,12 +310,24 @@ internal sealed unsafe class ChunkEngine
 
                 Gemm.MultiplyAdd(rows, columns, _keyDim, queries + ((long)i0 * _keyDim), _keyDim, 1, keysT, _chunkPadded, scores, _chunkPadded);
 
-                // Weights: (scale s)^p, times exp(g_i - g_j) with gating, zero above the diagonal.
+                // Left of the block's first row, exp(g_i - g_j) = exp(g_i - g_i0) * exp(g_i0 - g_j): both factors are
+                // at most 1 because g never increases, so i0 + rows exponentials replace rows * i0 of them.
+                if (gated)
+                {
+                    var g0 = new Vector<float>(gates[i0]);
+                    for (int j = 0; j < i0; j += width)
+                    {
+                        Store(columnFactors + j, Vector.Exp(g0 - Load(gates + j)));
+                    }
+                }
+
+                // Weights: (scale s)^p, times the gate factor, zero above the diagonal.
                 for (int ii = 0; ii < rows; ii++)
                 {
                     int i = i0 + ii;
                     float* row = scores + ((long)ii * _chunkPadded);
                     var gi = new Vector<float>(gates[i]);
+                    var rowFactor = new Vector<float>(gated ? MathF.Exp(gates[i] - gates[i0]) : 1f);
                     Vector<float> sum = Vector<float>.Zero;
                     Vector<float> max = Vector<float>.Zero;
                     for (int j = 0; j < columns; j += width)
@@ -334,7 +348,9 @@ internal sealed unsafe class ChunkEngine
 
                         if (gated)
                         {
-                            w *= Vector.Exp(Vector.Min(gi - Load(gates + j), Vector<float>.Zero));
+                            w *= j < i0
+                                ? rowFactor * Load(columnFactors + j)
+                                : Vector.Exp(Vector.Min(gi - Load(gates + j), Vector<float>.Zero));
                         }
 
                         if (j + width - 1 > i)
