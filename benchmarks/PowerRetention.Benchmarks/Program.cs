@@ -1,0 +1,12 @@
+using BenchmarkDotNet.Running;
+using PowerRetention.Benchmarks;
+
+// "sweep [folder] [--quick]" runs the sweeps and writes their report and plot; anything else goes to BenchmarkDotNet.
+if (args.Length > 0 && args[0] == "sweep")
+{
+    string folder = args.Length > 1 && !args[1].StartsWith("--", StringComparison.Ordinal) ? args[1] : Path.Combine("docs", "benchmarks");
+    Sweep.Run(folder, quick: args.Contains("--quick"));
+    return;
+}
+
+BenchmarkSwitcher.FromAssembly(typeof(PhaseBenchmarks).Assembly).Run(args);
