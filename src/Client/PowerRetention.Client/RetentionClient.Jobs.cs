@@ -59,11 +59,24 @@ public sealed partial class RetentionClient
 
                 foreach (int segment in current.SegmentsWithOutput)
                 {
-                    if (read.Add(segment))
+                    if (read.Contains(segment))
+                    {
+                        continue;
+                    }
+
+                    try
                     {
                         await DownloadSegmentAsync(job, plan, shape, segment, output, cancellationToken);
-                        await job.OutputReadAsync(segment);
                     }
+                    catch (Exception error) when (error is not OperationCanceledException and not RetentionJobException)
+                    {
+                        // The worker was lost before its output was read; the coordinator recomputes the
+                        // segment and lists it again.
+                        continue;
+                    }
+
+                    read.Add(segment);
+                    await job.OutputReadAsync(segment);
                 }
 
                 return current.State == JobState.Completed && read.Count == plan.SegmentCount;

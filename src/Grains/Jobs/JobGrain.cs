@@ -152,7 +152,7 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
         track.InputsReady = true;
         if (_state == JobState.Running && track.Stage == SegmentStage.AwaitingInput)
         {
-            await StartSegmentAsync(track);
+            await ResumeAsync(track);
         }
     }
 
@@ -326,11 +326,6 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
             // The client sees the segment in SegmentsNeedingInput and uploads it again.
             track.InputsReady = false;
             track.Stage = SegmentStage.AwaitingInput;
-            if (track.SummaryLogDecays is not null || track.Segment == _plan!.SegmentCount - 1)
-            {
-                track.Stage = SegmentStage.AwaitingInput;
-            }
-
             return;
         }
 
