@@ -39,6 +39,31 @@ public sealed class FaultAndErrorTests(ThreeSiloFixture cluster, FaultClusterFix
     }
 
     [Fact]
+    public async Task SiloDeath_StreamedInputsUploadedAgain()
+    {
+        RetentionInputs inputs = TestData.Inputs(Time, seed: 39, batch: 2);
+        RetentionResult expected = Retention.Compute(inputs.Q, inputs.K, inputs.V, inputs.LogG, options: new RetentionOptions { ChunkSize = 32, ReturnFinalState = true });
+        var jobId = Guid.NewGuid();
+        IJobGrain job = faultCluster.Cluster.Client.GetGrain<IJobGrain>(jobId);
+        RetentionClient client = RetentionClient.FromOrleansClient(faultCluster.Cluster.Client);
+
+        // Hold all compute while the inputs are uploaded, then kill a silo that holds some of them.
+        WorkGate.Arm();
+        Task<JobResult> running = client.ProcessAsync(inputs.Q, inputs.K, inputs.V, inputs.LogG, options: DistributedJobTests.Options(6) with { JobId = jobId });
+        JobStatus started = await WaitForAsync(job, status => status.State == JobState.Running);
+        Orleans.TestingHost.SiloHandle victim = faultCluster.Cluster.Silos.First(s =>
+            s != faultCluster.Cluster.Primary && s.SiloAddress.ToString() != started.CoordinatorSilo);
+        WorkGate.HoldOnly(victim.SiloAddress.ToString());
+        await faultCluster.Cluster.KillSiloAsync(victim);
+
+        JobResult result = await running.WaitAsync(s_jobTimeout);
+
+        Assert.True(result.SegmentRestarts >= 1, $"expected segments of {victim.SiloAddress} to restart; restarts = {result.SegmentRestarts}");
+        TestData.Within(TestData.RelativeError(result.Output!.ToSingleArray(), expected.Output.ToSingleArray()), 1e-5, "output after a silo died");
+        TestData.Within(TestData.RelativeError(result.FinalState!.HeadStates[3].Values, expected.FinalState!.HeadStates[3].Values), 1e-5, "final state after a silo died");
+    }
+
+    [Fact]
     public async Task Cancel_ReleasesWorkersAndLeavesNoFile()
     {
         RetentionInputs inputs = TestData.Inputs(Time, seed: 32);
@@ -168,16 +193,18 @@ public sealed class FaultAndErrorTests(ThreeSiloFixture cluster, FaultClusterFix
         SegmentTokens = (Time + segments - 1) / segments,
     };
 
-    private static async Task<JobStatus> WaitFinishedAsync(IJobGrain job)
+    private static Task<JobStatus> WaitFinishedAsync(IJobGrain job) => WaitForAsync(job, status => status.IsFinished);
+
+    private static async Task<JobStatus> WaitForAsync(IJobGrain job, Func<JobStatus, bool> condition)
     {
         using var timeout = new CancellationTokenSource(s_jobTimeout);
         using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
         JobStatus status = await job.GetStatusAsync();
-        while (!status.IsFinished)
+        while (!condition(status))
         {
             if (!await timer.WaitForNextTickAsync(timeout.Token).AsTask().ContinueWith(t => t.IsCompletedSuccessfully && t.Result, TaskScheduler.Default))
             {
-                Assert.Fail($"job {status.JobId} did not finish within {s_jobTimeout}: state {status.State}, {status.TokenHeadsDone} of {status.TokenHeadsTotal} token-heads, {status.SegmentRestarts} restarts");
+                Assert.Fail($"job {status.JobId} did not reach the expected status within {s_jobTimeout}: state {status.State}, {status.TokenHeadsDone} of {status.TokenHeadsTotal} token-heads, {status.SegmentRestarts} restarts");
             }
 
             status = await job.GetStatusAsync();

@@ -20,6 +20,9 @@ public sealed record ProcessingOptions
     /// <summary>Whether to return the state after the last token.</summary>
     public bool ReturnFinalState { get; init; }
 
+    /// <summary>The job's id; null picks a new one. A caller may set it to find the job in logs or to query it directly.</summary>
+    public Guid? JobId { get; init; }
+
     /// <summary>How often the client polls the job's status.</summary>
     public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(100);
 }

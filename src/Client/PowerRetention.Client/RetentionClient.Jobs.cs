@@ -26,7 +26,7 @@ public sealed partial class RetentionClient
         var shape = new JobShape(q.Dim(0), q.Dim(1), q.Dim(2), k.Dim(2), q.Dim(3), v.Dim(3), q.DataType, logG is not null);
         JobSpec spec = CreateSpec(options, initialState) with { Shape = shape, Input = InputKind.Streamed };
 
-        IJobGrain job = Grains.GetGrain<IJobGrain>(Guid.NewGuid());
+        IJobGrain job = Grains.GetGrain<IJobGrain>(options.JobId ?? Guid.NewGuid());
         JobPlan plan = await StartAsync(job, spec);
         var output = Tensor.Zeros(q.DataType, shape.Batch, shape.Time, shape.QueryHeads, shape.ValueDim);
         var inputs = new Dictionary<string, Tensor>(StringComparer.Ordinal) { ["q"] = q, ["k"] = k, ["v"] = v };
@@ -111,7 +111,7 @@ public sealed partial class RetentionClient
             OutputPath = Path.GetFullPath(outputPath),
         };
 
-        IJobGrain job = Grains.GetGrain<IJobGrain>(Guid.NewGuid());
+        IJobGrain job = Grains.GetGrain<IJobGrain>(options.JobId ?? Guid.NewGuid());
         JobPlan plan = await StartAsync(job, spec);
         try
         {
