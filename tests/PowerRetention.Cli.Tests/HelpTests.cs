@@ -15,6 +15,8 @@ public sealed class HelpTests
         Assert.Contains("run", result.Output);
         Assert.Contains("synth", result.Output);
         Assert.Contains("bench", result.Output);
+        Assert.Contains("demo", result.Output);
+        Assert.Contains("silo", result.Output);
         Assert.Contains("Exit codes", result.Output);
     }
 
@@ -23,6 +25,12 @@ public sealed class HelpTests
     [InlineData("run", "--initial-state FILE")]
     [InlineData("synth", "--dtype TYPE")]
     [InlineData("bench", "--repeat N")]
+    [InlineData("run", "--cluster HOST:PORT[,...]")]
+    [InlineData("run", "--segment-tokens N")]
+    [InlineData("demo", "--tokens N")]
+    [InlineData("demo", "--segment-tokens N")]
+    [InlineData("silo", "--primary HOST:PORT")]
+    [InlineData("silo", "--redis CONNECTION")]
     public void CommandHelp_ListsOptions(string command, string option)
     {
         CliResult result = CliRunner.Succeed(command, "--help");

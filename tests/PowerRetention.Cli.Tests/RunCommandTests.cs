@@ -153,7 +153,7 @@ public sealed class RunCommandTests
         using var folder = new TestFolder();
         string inputs = folder.File("inputs");
         CliRunner.Succeed("synth", "--tokens", "256", "--heads", "1", "--dim", "8", "--out", inputs);
-        var settings = new CliSettings { Progress = ProgressStyle.Lines, ProgressDelay = TimeSpan.Zero };
+        CliSettings settings = CliRunner.DefaultSettings with { Progress = ProgressStyle.Lines, ProgressDelay = TimeSpan.Zero };
 
         CliResult result = CliRunner.Run(settings, CancellationToken.None, "run", "--q", Path.Combine(inputs, "q.npy"), "--k", Path.Combine(inputs, "k.npy"), "--v", Path.Combine(inputs, "v.npy"), "--chunk-size", "16", "--out", folder.File("y.npy"));
 

@@ -9,7 +9,7 @@ namespace PowerRetention.Cli;
 /// </summary>
 public static class CliApp
 {
-    private static readonly CommandSpec[] s_commands = [RunCommand.Spec, SynthCommand.Spec, BenchCommand.Spec];
+    private static readonly CommandSpec[] s_commands = [RunCommand.Spec, SynthCommand.Spec, BenchCommand.Spec, DemoCommand.Spec, SiloCommand.Spec];
 
     /// <summary>Runs the command line with plain progress lines, as when the error stream is redirected.</summary>
     /// <param name="args">The arguments, command first.</param>
@@ -70,6 +70,8 @@ public static class CliApp
                 "run" => await RunCommand.ExecuteAsync(options, context).ConfigureAwait(false),
                 "synth" => await SynthCommand.ExecuteAsync(options, context).ConfigureAwait(false),
                 "bench" => await BenchCommand.ExecuteAsync(options, context).ConfigureAwait(false),
+                "demo" => await DemoCommand.ExecuteAsync(options, context).ConfigureAwait(false),
+                "silo" => await SiloCommand.ExecuteAsync(options, context).ConfigureAwait(false),
                 _ => throw new InvalidOperationException($"Command '{command.Name}' has no implementation."),
             };
         }

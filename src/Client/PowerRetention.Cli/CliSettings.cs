@@ -1,3 +1,5 @@
+using PowerRetention.Client;
+
 namespace PowerRetention.Cli;
 
 /// <summary>How progress of a long computation is shown on the error stream.</summary>
@@ -27,4 +29,11 @@ public sealed record CliSettings
     /// Default 2 s.
     /// </summary>
     public TimeSpan ProgressLineInterval { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// A running cluster that <c>run</c> and <c>demo</c> use in place of starting their own embedded silo, unless
+    /// --threads asks for a silo of a given size. The caller owns it and disposes it. Default null: each command
+    /// starts and stops its own embedded silo.
+    /// </summary>
+    public RetentionClient? EmbeddedCluster { get; init; }
 }

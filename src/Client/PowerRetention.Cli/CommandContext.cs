@@ -7,6 +7,6 @@ namespace PowerRetention.Cli;
 /// <param name="CancellationToken">Cancelled by Ctrl+C.</param>
 internal sealed record CommandContext(TextWriter Output, TextWriter Error, CliSettings Settings, CancellationToken CancellationToken)
 {
-    /// <summary>Creates the backend that runs computations, which is always this process's cores for now.</summary>
+    /// <summary>Creates the in-process backend of <c>bench</c> and <c>run --local</c>; cluster runs use <see cref="ClusterBackend"/>.</summary>
     public static IRetentionBackend CreateBackend() => new LocalBackend();
 }

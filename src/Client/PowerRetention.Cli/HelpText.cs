@@ -9,7 +9,7 @@ internal static class HelpText
     /// <summary>Writes the program's usage, commands and exit codes.</summary>
     public static void WriteProgramHelp(TextWriter writer, IReadOnlyList<CommandSpec> commands)
     {
-        writer.WriteLine("powerret: symmetric power retention, a linear-cost form of attention, on this machine's cores.");
+        writer.WriteLine("powerret: symmetric power retention, a linear-cost form of attention, on an Orleans cluster or this machine's cores.");
         writer.WriteLine();
         writer.WriteLine("Usage: powerret <command> [options]");
         writer.WriteLine();

@@ -44,19 +44,25 @@ internal sealed class OutputFile : IDisposable
         throw new UsageException($"--out {path} must end in .npy or .safetensors.");
     }
 
+    /// <summary>Checks that a file at <paramref name="path"/> can hold an output of the given type.</summary>
+    /// <exception cref="UsageException">The extension is unsupported, or the type is bfloat16 and the file is .npy.</exception>
+    public static void CheckFormat(string path, DataType dataType)
+    {
+        if (!IsSafetensors(path) && dataType == DataType.BFloat16)
+        {
+            throw new UsageException($"the inputs are bf16 but .npy has no bfloat16 dtype. Write the output to a .safetensors file (--out {Path.ChangeExtension(path, ".safetensors")}).");
+        }
+    }
+
     /// <summary>Creates the temporary file, zero-filled, with the given type and shape.</summary>
     /// <exception cref="UsageException">The extension is unsupported, or the type is bfloat16 and the file is .npy.</exception>
     public static OutputFile Create(string path, DataType dataType, int[] shape)
     {
+        CheckFormat(path, dataType);
         if (IsSafetensors(path))
         {
             SafetensorsPendingFile safetensors = SafetensorsFile.Create(path, [(SafetensorsTensorName, dataType, shape)]);
             return new OutputFile(null, safetensors, safetensors[SafetensorsTensorName]);
-        }
-
-        if (dataType == DataType.BFloat16)
-        {
-            throw new UsageException($"the inputs are bf16 but .npy has no bfloat16 dtype. Write the output to a .safetensors file (--out {Path.ChangeExtension(path, ".safetensors")}).");
         }
 
         PendingTensorFile npy = NpyFile.Create(path, dataType, shape);

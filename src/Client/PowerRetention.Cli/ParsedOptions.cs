@@ -82,6 +82,9 @@ internal sealed class ParsedOptions
         return parsed;
     }
 
+    /// <summary>The values of the options given with one, by option name.</summary>
+    public IReadOnlyDictionary<string, string> Values => _values;
+
     /// <summary>True when the flag was given.</summary>
     public bool HasFlag(string name) => _flags.Contains(name);
 

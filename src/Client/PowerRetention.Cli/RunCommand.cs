@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using PowerRetention.Client;
 using PowerRetention.Kernels;
+using GrainInputFiles = PowerRetention.Grains.InputFiles;
 
 namespace PowerRetention.Cli;
 
@@ -17,7 +19,11 @@ internal static class RunCommand
         "Reads Q (b, t, hq, d), K (b, t, h, d), V (b, t, h, e) and optional log-gates log_G (b, t, h), all memory-mapped, " +
         "and writes Y (b, t, hq, e) in the inputs' data type straight into the output file. The output appears under " +
         "its name only when the run succeeds. A .safetensors input contains tensors named q, k, v and optionally log_g, " +
-        "and a .safetensors output contains one tensor named y. bf16 data needs .safetensors, because .npy has no bfloat16 dtype.",
+        "and a .safetensors output contains one tensor named y. bf16 data needs .safetensors, because .npy has no bfloat16 dtype. " +
+        "By default the job runs on a one-silo Orleans cluster started inside this process, which cuts the sequence into " +
+        "segments of whole chunks and passes states between them. --cluster sends it to running silos (powerret silo), " +
+        "which must be able to read the input files and write the output file under the same paths. --local computes " +
+        "in this process without Orleans.",
         [
             new("--q", "FILE", "Queries Q (b, t, hq, d), .npy of f32 or f16."),
             new("--k", "FILE", "Keys K (b, t, h, d), .npy of the same dtype as Q, with hq a multiple of h."),
@@ -31,7 +37,14 @@ internal static class RunCommand
             new("--switch-over", "TOKENS", "Sequences shorter than this many tokens use the quadratic form. Default: never."),
             new("--initial-state", "FILE", "State file whose state acts as everything before the sequence. Default: zero state."),
             new("--final-state", "FILE", "Writes the state after the last token to this file, for a later --initial-state."),
-            new("--threads", "N", "Maximum worker threads. Default: every core."),
+            new("--threads", "N", "Maximum worker threads of --local or of the embedded silo. Default: every core."),
+            new("--segment-tokens", "N", "Tokens per segment on a cluster, rounded up to whole chunks; 0 lets the coordinator choose. Default 0."),
+            new("--cluster", "HOST:PORT[,...]", "Gateways of a running cluster to run the job on, comma-separated. Default: an embedded silo."),
+            new("--cluster-id", "ID", $"Cluster id of the --cluster silos. Default {RetentionClient.DefaultClusterId}."),
+            new("--service-id", "ID", $"Service id of the --cluster silos. Default {RetentionClient.DefaultServiceId}."),
+            new("--connect-timeout", "SECONDS", "Time to wait for a --cluster gateway to accept the connection. Default 15."),
+            new("--local", null, "Compute in this process without Orleans; the same as --backend local."),
+            new("--backend", "NAME", "Where to compute: embedded (a silo in this process), cluster (needs --cluster) or local. Default embedded."),
         ]);
 
     /// <summary>Runs the command.</summary>
@@ -46,10 +59,17 @@ internal static class RunCommand
         int batch = inputs.Q.Dim(0), time = inputs.Q.Dim(1), queryHeads = inputs.Q.Dim(2), valueDim = inputs.V.Dim(3);
         int[] outputShape = [batch, time, queryHeads, valueDim];
 
+        return settings.Backend == RunBackend.Local
+            ? await RunLocalAsync(context, settings, inputs, initialState, outputShape).ConfigureAwait(false)
+            : await RunOnClusterAsync(options, context, settings, inputs, initialState, outputShape).ConfigureAwait(false);
+    }
+
+    private static async Task<int> RunLocalAsync(CommandContext context, RunSettings settings, InputFiles inputs, RetentionState? initialState, int[] outputShape)
+    {
         using OutputFile output = OutputFile.Create(settings.OutputPath, inputs.Q.DataType, outputShape);
         var job = new RetentionJob(inputs.Q, inputs.K, inputs.V, inputs.LogG, initialState, settings.Options, output.Tensor);
         IRetentionBackend backend = CommandContext.CreateBackend();
-        long tokenHeads = (long)batch * time * queryHeads;
+        long tokenHeads = (long)outputShape[0] * outputShape[1] * outputShape[2];
         var progress = new ProgressDisplay(context.Error, context.Settings, "run", tokenHeads);
 
         Stopwatch clock = Stopwatch.StartNew();
@@ -71,8 +91,56 @@ internal static class RunCommand
         }
 
         output.Commit();
-        WriteSummary(context.Output, inputs, settings, backend, outputShape, clock.Elapsed, result.FinalState);
+        int threads = settings.Options.MaxDegreeOfParallelism ?? Environment.ProcessorCount;
+        string where = Units.Invariant($"{backend.Description}, {threads} threads");
+        WriteSummary(context.Output, inputs, settings, where, outputShape, clock.Elapsed, result.FinalState, job: null);
         return 0;
+    }
+
+    private static async Task<int> RunOnClusterAsync(ParsedOptions options, CommandContext context, RunSettings settings, InputFiles inputs, RetentionState? initialState, int[] outputShape)
+    {
+        OutputFile.CheckFormat(settings.OutputPath, inputs.Q.DataType);
+
+        // A cluster reports bad values only as a failed job after starting it, so they are checked here first,
+        // as the local backend does, to reject bad input before anything runs.
+        RetentionProblem.Create(inputs.Q, inputs.K, inputs.V, inputs.LogG, initialState, settings.Options);
+
+        context.CancellationToken.ThrowIfCancellationRequested();
+        int time = outputShape[1];
+        ProcessingOptions processing = settings.ToProcessingOptions(time);
+        await using ClusterBackend backend = settings.Gateways is null
+            ? await ClusterBackend.StartEmbeddedAsync(settings.Options.MaxDegreeOfParallelism, context.Settings, context.CancellationToken).ConfigureAwait(false)
+            : await ClusterBackend.ConnectAsync(settings.Gateways, settings.ConnectTimeout, settings.ClusterId, settings.ServiceId, context.CancellationToken).ConfigureAwait(false);
+        long tokenHeads = (long)outputShape[0] * outputShape[1] * outputShape[2];
+        var progress = new ProgressDisplay(context.Error, context.Settings, "run", tokenHeads);
+
+        Stopwatch clock = Stopwatch.StartNew();
+        JobResult result;
+        try
+        {
+            result = await backend.ProcessFilesAsync(JobInputs(options), settings.OutputPath, initialState, processing, progress, context.CancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            progress.Finish();
+        }
+
+        clock.Stop();
+
+        if (settings.FinalStatePath is not null && result.FinalState is not null)
+        {
+            StateFiles.Write(settings.FinalStatePath, result.FinalState);
+        }
+
+        WriteSummary(context.Output, inputs, settings, backend.Description, outputShape, clock.Elapsed, result.FinalState, result);
+        return 0;
+    }
+
+    /// <summary>Returns the input files of a cluster job as absolute paths, which every silo resolves the same way.</summary>
+    private static GrainInputFiles JobInputs(ParsedOptions options)
+    {
+        static string? Full(string? path) => path is null ? null : Path.GetFullPath(path);
+        return new GrainInputFiles(Full(options.GetString("--q")), Full(options.GetString("--k")), Full(options.GetString("--v")), Full(options.GetString("--log-g")), Full(options.GetString("--input")));
     }
 
     private static InputFiles OpenInputs(ParsedOptions options)
@@ -116,7 +184,7 @@ internal static class RunCommand
         }
     }
 
-    private static void WriteSummary(TextWriter writer, InputFiles inputs, RunSettings settings, IRetentionBackend backend, int[] outputShape, TimeSpan elapsed, RetentionState? finalState)
+    private static void WriteSummary(TextWriter writer, InputFiles inputs, RunSettings settings, string where, int[] outputShape, TimeSpan elapsed, RetentionState? finalState, JobResult? job)
     {
         int time = inputs.Q.Dim(1), keyDim = inputs.Q.Dim(3);
         long tokenHeads = (long)outputShape[0] * outputShape[1] * outputShape[2];
@@ -125,11 +193,15 @@ internal static class RunCommand
         long expandedDim = SymmetricPowerBasis.ExpandedDimOf(keyDim, options.Degree);
         float scale = options.Scale ?? (1f / MathF.Sqrt(keyDim));
         string scaleSource = options.Scale is null ? " (1/sqrt(d))" : string.Empty;
-        string threads = options.MaxDegreeOfParallelism is int n ? Units.Invariant($"{n} threads") : Units.Invariant($"{Environment.ProcessorCount} threads");
 
         writer.WriteLine($"inputs:  Q {Tensor.FormatShape(inputs.Q.Shape)}, K {Tensor.FormatShape(inputs.K.Shape)}, V {Tensor.FormatShape(inputs.V.Shape)}, {logG}, {inputs.Q.DataType.ShortName()}");
-        writer.WriteLine(Units.Invariant($"options: degree {options.Degree} (D = {expandedDim}), {DescribeChunking(options, time)}, scale {scale:G6}{scaleSource}"));
-        writer.WriteLine(Units.Invariant($"run:     {time} tokens, {tokenHeads:N0} token-heads in {elapsed.TotalSeconds:0.000} s, {Units.Rate(tokenHeads / Math.Max(elapsed.TotalSeconds, 1e-9))} token-heads/s ({backend.Description}, {threads})"));
+        writer.WriteLine(Units.Invariant($"options: degree {options.Degree} (D = {expandedDim}), {DescribeChunking(options, time, onCluster: job is not null)}, scale {scale:G6}{scaleSource}"));
+        writer.WriteLine(Units.Invariant($"run:     {time} tokens, {tokenHeads:N0} token-heads in {elapsed.TotalSeconds:0.000} s, {Units.Rate(tokenHeads / Math.Max(elapsed.TotalSeconds, 1e-9))} token-heads/s ({where})"));
+        if (job is not null)
+        {
+            writer.WriteLine(Units.Invariant($"cluster: job {job.JobId}: {job.Segments} segment{(job.Segments == 1 ? string.Empty : "s")} of {job.SegmentTokens} tokens, {Units.Bytes(job.StateBytesMoved)} of state moved between grains, {job.SegmentRestarts} segment restarts"));
+        }
+
         writer.WriteLine($"output:  {settings.OutputPath}: Y {Tensor.FormatShape(outputShape)} {inputs.Q.DataType.ShortName()}");
         if (settings.FinalStatePath is not null && finalState is not null)
         {
@@ -137,12 +209,12 @@ internal static class RunCommand
         }
     }
 
-    /// <summary>Describes the chunking that <see cref="Retention.Compute"/> resolves from the options for t tokens.</summary>
-    private static string DescribeChunking(RetentionOptions options, int time)
+    /// <summary>Describes the chunking that <see cref="Retention.Compute"/> or a cluster resolves from the options for t tokens.</summary>
+    private static string DescribeChunking(RetentionOptions options, int time, bool onCluster)
     {
         if (options.ChunkSize == 0)
         {
-            return "chunk size 0 (quadratic form)";
+            return onCluster ? "chunk size 0 (quadratic form within each segment)" : "chunk size 0 (quadratic form)";
         }
 
         if (options.SwitchOverSeqLen is int switchOver && time < switchOver)
@@ -153,32 +225,5 @@ internal static class RunCommand
         return options.ChunkSize >= time
             ? Units.Invariant($"chunk size {options.ChunkSize} (one chunk of {time} tokens)")
             : Units.Invariant($"chunk size {options.ChunkSize}");
-    }
-
-    /// <summary>The parsed options of a run.</summary>
-    private sealed record RunSettings(string OutputPath, string? InitialStatePath, string? FinalStatePath, RetentionOptions Options)
-    {
-        public static RunSettings From(ParsedOptions options)
-        {
-            string output = options.GetRequiredString("--out");
-            OutputFile.IsSafetensors(output);
-            int degree = options.GetInt("--deg", 2, minimum: int.MinValue);
-            if (degree < 2 || degree % 2 != 0)
-            {
-                throw options.Error($"invalid value {degree} for --deg: the degree must be even and at least 2");
-            }
-
-            string? finalState = options.GetString("--final-state");
-            var retentionOptions = new RetentionOptions
-            {
-                Degree = degree,
-                ChunkSize = options.GetInt("--chunk-size", RetentionOptions.DefaultChunkSize, minimum: 0),
-                Scale = options.GetOptionalPositiveFloat("--scale"),
-                SwitchOverSeqLen = options.GetOptionalInt("--switch-over", minimum: 0),
-                MaxDegreeOfParallelism = options.GetOptionalInt("--threads", minimum: 1),
-                ReturnFinalState = finalState is not null,
-            };
-            return new RunSettings(output, options.GetString("--initial-state"), finalState, retentionOptions);
-        }
     }
 }

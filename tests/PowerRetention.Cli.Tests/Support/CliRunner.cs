@@ -13,7 +13,10 @@ internal sealed record CliResult(int ExitCode, string Output, string Error)
 /// <summary>Runs <see cref="CliApp"/> in-process with captured streams.</summary>
 internal static class CliRunner
 {
-    public static CliResult Run(params string[] args) => Run(new CliSettings(), CancellationToken.None, args);
+    /// <summary>Settings of the runs: plain progress lines and the <see cref="SharedCluster"/>.</summary>
+    public static CliSettings DefaultSettings => new() { EmbeddedCluster = SharedCluster.Client };
+
+    public static CliResult Run(params string[] args) => Run(DefaultSettings, CancellationToken.None, args);
 
     public static CliResult Run(CliSettings settings, CancellationToken cancellationToken, params string[] args)
     {
