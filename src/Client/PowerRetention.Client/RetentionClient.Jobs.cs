@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using PowerRetention.Grains;
 using PowerRetention.Kernels;
@@ -27,6 +28,7 @@ public sealed partial class RetentionClient
         JobSpec spec = CreateSpec(options, initialState) with { Shape = shape, Input = InputKind.Streamed };
 
         IJobGrain job = Grains.GetGrain<IJobGrain>(options.JobId ?? Guid.NewGuid());
+        using Activity? activity = RetentionTelemetry.StartJob(job.GetPrimaryKey(), InputKind.Streamed, shape);
         JobPlan plan = await StartAsync(job, spec);
         var output = Tensor.Zeros(q.DataType, shape.Batch, shape.Time, shape.QueryHeads, shape.ValueDim);
         var inputs = new Dictionary<string, Tensor>(StringComparer.Ordinal) { ["q"] = q, ["k"] = k, ["v"] = v };
@@ -91,6 +93,11 @@ public sealed partial class RetentionClient
             await job.CancelAsync();
             throw;
         }
+        catch (Exception error) when (RetentionTelemetry.MarkFailed(activity, error))
+        {
+            // Not reached: the filter marks the activity failed and returns false.
+            throw;
+        }
     }
 
     /// <summary>
@@ -112,6 +119,7 @@ public sealed partial class RetentionClient
         };
 
         IJobGrain job = Grains.GetGrain<IJobGrain>(options.JobId ?? Guid.NewGuid());
+        using Activity? activity = RetentionTelemetry.StartJob(job.GetPrimaryKey(), InputKind.Files, shape: null);
         JobPlan plan = await StartAsync(job, spec);
         try
         {
@@ -122,6 +130,11 @@ public sealed partial class RetentionClient
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             await job.CancelAsync();
+            throw;
+        }
+        catch (Exception error) when (RetentionTelemetry.MarkFailed(activity, error))
+        {
+            // Not reached: the filter marks the activity failed and returns false.
             throw;
         }
     }

@@ -51,6 +51,7 @@ public sealed partial class ComputeDevice : IDisposable
         }
 
         LogStarted(threads, Backend.Name);
+        RetentionTelemetry.AddDevice(this);
     }
 
     /// <summary>The kernels work items run.</summary>
@@ -103,7 +104,11 @@ public sealed partial class ComputeDevice : IDisposable
         }, cancellationToken);
 
     /// <summary>Stops accepting work; queued items still run, threads exit when the queue is empty.</summary>
-    public void Dispose() => _queue.CompleteAdding();
+    public void Dispose()
+    {
+        RetentionTelemetry.RemoveDevice(this);
+        _queue.CompleteAdding();
+    }
 
     private void Drain()
     {

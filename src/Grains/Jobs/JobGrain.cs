@@ -77,6 +77,7 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
 
         _incoming[0] = initial;
         _state = JobState.Running;
+        RetentionTelemetry.JobsRunning.Add(1);
         LogStarted(JobId, _shape.Time, segments, _plan.SegmentTokens, _plan.SiloCount);
 
         await Task.WhenAll(_tracks.Select(track => Worker(track.Segment).AssignAsync(Assignment(track))));
@@ -113,6 +114,7 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
             return;
         }
 
+        RetentionTelemetry.RecordJobStopped(_state, failed: false);
         _state = JobState.Cancelled;
         LogCancelled(JobId);
         await StopAsync();
@@ -177,6 +179,7 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
         }
 
         _bytesMoved += block.Data.Length;
+        RetentionTelemetry.StateBytesMoved.Add(block.Data.Length);
         int units = _shape!.Batch * _shape.Heads;
         if (block.Role == StateRole.Summary)
         {
@@ -302,6 +305,7 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
             foreach (StateBlock block in StateTransfer.Split(StateRole.Incoming, track.Segment, track.Attempt, incoming))
             {
                 _bytesMoved += block.Data.Length;
+                RetentionTelemetry.StateBytesMoved.Add(block.Data.Length);
                 await worker.ReceiveStateBlockAsync(block);
             }
         }
@@ -401,12 +405,14 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
         _commitOutput?.Invoke();
         _commitOutput = null;
         _pendingOutput = null;
+        RetentionTelemetry.RecordJobStopped(_state, failed: false);
         _state = JobState.Completed;
         LogCompleted(JobId, _bytesMoved, _restarts);
     }
 
     private async Task FailAsync(string error)
     {
+        RetentionTelemetry.RecordJobStopped(_state, failed: true);
         _state = JobState.Failed;
         _error = error;
         LogFailed(JobId, error);

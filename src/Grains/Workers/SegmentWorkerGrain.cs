@@ -150,6 +150,7 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
 
     private async Task RunPhase1Async(SegmentAssignment assignment, CancellationToken cancellationToken)
     {
+        using var activity = RetentionTelemetry.StartPhase(assignment, RetentionTelemetry.SummaryPhase);
         try
         {
             var timer = System.Diagnostics.Stopwatch.StartNew();
@@ -168,10 +169,12 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
 
             _phase = WorkerPhase.Waiting;
             LogPhaseDone(assignment.JobId, assignment.Segment, 1, timer.ElapsedMilliseconds);
+            RetentionTelemetry.RecordPhase(RetentionTelemetry.SummaryPhase, timer.Elapsed, tokens: 0, tokenHeads: 0);
             await Coordinator.SummaryCompletedAsync(assignment.Segment, assignment.Attempt, summaries.Select(s => s.LogDecay).ToArray());
         }
         catch (Exception error) when (error is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
+            RetentionTelemetry.MarkFailed(activity, error);
             await ReportFailureAsync(assignment, error);
         }
         catch (OperationCanceledException)
@@ -182,6 +185,7 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
 
     private async Task RunPhase3Async(SegmentAssignment assignment, bool sendFinalState, CancellationToken cancellationToken)
     {
+        using var activity = RetentionTelemetry.StartPhase(assignment, RetentionTelemetry.OutputPhase);
         try
         {
             var timer = System.Diagnostics.Stopwatch.StartNew();
@@ -212,10 +216,13 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
 
             _phase = WorkerPhase.Done;
             LogPhaseDone(assignment.JobId, assignment.Segment, 3, timer.ElapsedMilliseconds);
+            long tokens = (long)(assignment.Plan.SegmentEnd(assignment.Segment, shape.Time) - assignment.Plan.SegmentStart(assignment.Segment)) * shape.Batch;
+            RetentionTelemetry.RecordPhase(RetentionTelemetry.OutputPhase, timer.Elapsed, tokens, tokens * shape.QueryHeads);
             await Coordinator.SegmentCompletedAsync(assignment.Segment, assignment.Attempt);
         }
         catch (Exception error) when (error is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
+            RetentionTelemetry.MarkFailed(activity, error);
             await ReportFailureAsync(assignment, error);
         }
         catch (OperationCanceledException)
