@@ -48,10 +48,10 @@ public static class RetentionTelemetry
     public const string PhaseActivityName = "powerret.segment.phase";
 
     /// <summary>Value of <see cref="PhaseTag"/> for phase 1, the segment's summary.</summary>
-    internal const string SummaryPhase = "summary";
+    public const string SummaryPhase = "summary";
 
     /// <summary>Value of <see cref="PhaseTag"/> for phase 3, the segment's outputs.</summary>
-    internal const string OutputPhase = "output";
+    public const string OutputPhase = "output";
 
     private static readonly ConcurrentDictionary<ComputeDevice, bool> s_devices = new();
 
