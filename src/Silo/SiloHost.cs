@@ -152,6 +152,7 @@ public static partial class SiloHost
         }
         else
         {
+            // NOTE: no test covers Redis clustering, because the test machines run no Redis server.
             silo.UseRedisClustering(options.Redis);
             silo.Configure<ClusterOptions>(cluster =>
             {
