@@ -22,11 +22,11 @@ public sealed class FaultAndErrorTests(ThreeSiloFixture cluster, FaultClusterFix
         IJobGrain job = faultCluster.Cluster.Client.GetGrain<IJobGrain>(Guid.NewGuid());
 
         // Hold all compute, start the job, then let every silo but the victim work.
+        await EnsureThreeSilosAsync();
         WorkGate.Arm();
         await job.StartAsync(FileSpec(files, output, segments: 6));
         JobStatus started = await job.GetStatusAsync();
-        Orleans.TestingHost.SiloHandle victim = faultCluster.Cluster.Silos.First(s =>
-            s != faultCluster.Cluster.Primary && s.SiloAddress.ToString() != started.CoordinatorSilo);
+        Orleans.TestingHost.SiloHandle victim = await PickVictimAsync(started, segments: 6);
         WorkGate.HoldOnly(victim.SiloAddress.ToString());
         await faultCluster.Cluster.KillSiloAsync(victim);
 
@@ -48,11 +48,11 @@ public sealed class FaultAndErrorTests(ThreeSiloFixture cluster, FaultClusterFix
         RetentionClient client = RetentionClient.FromOrleansClient(faultCluster.Cluster.Client);
 
         // Hold all compute while the inputs are uploaded, then kill a silo that holds some of them.
+        await EnsureThreeSilosAsync();
         WorkGate.Arm();
         Task<JobResult> running = client.ProcessAsync(inputs.Q, inputs.K, inputs.V, inputs.LogG, options: DistributedJobTests.Options(6) with { JobId = jobId });
         JobStatus started = await WaitForAsync(job, status => status.State == JobState.Running);
-        Orleans.TestingHost.SiloHandle victim = faultCluster.Cluster.Silos.First(s =>
-            s != faultCluster.Cluster.Primary && s.SiloAddress.ToString() != started.CoordinatorSilo);
+        Orleans.TestingHost.SiloHandle victim = await PickVictimAsync(started, segments: 6);
         WorkGate.HoldOnly(victim.SiloAddress.ToString());
         await faultCluster.Cluster.KillSiloAsync(victim);
 
@@ -181,6 +181,33 @@ public sealed class FaultAndErrorTests(ThreeSiloFixture cluster, FaultClusterFix
         var error = await Assert.ThrowsAsync<RetentionJobException>(() => RetentionClient.ConnectAsync([$"127.0.0.1:{port}"], TimeSpan.FromSeconds(5)));
 
         Assert.Contains($"127.0.0.1:{port}", error.Message, StringComparison.Ordinal);
+    }
+
+    // Each silo-death test kills one silo of the fault cluster; start replacements so every test has three.
+    private async Task EnsureThreeSilosAsync()
+    {
+        while (faultCluster.Cluster.Silos.Count(s => s.IsActive) < 3)
+        {
+            await faultCluster.Cluster.StartAdditionalSiloAsync();
+        }
+    }
+
+    // A silo that hosts some of the job's workers, other than the primary (which the other silos'
+    // membership needs) and the coordinator's.
+    private async Task<Orleans.TestingHost.SiloHandle> PickVictimAsync(JobStatus started, int segments)
+    {
+        var hosts = new HashSet<string>();
+        for (int segment = 0; segment < segments; segment++)
+        {
+            WorkerStatus worker = await faultCluster.Cluster.Client.GetGrain<ISegmentWorkerGrain>($"{started.JobId:N}/{segment}").GetStatusAsync();
+            hosts.Add(worker.Silo ?? string.Empty);
+        }
+
+        Orleans.TestingHost.SiloHandle[] candidates = faultCluster.Cluster.Silos
+            .Where(s => s.IsActive && s != faultCluster.Cluster.Primary && s.SiloAddress.ToString() != started.CoordinatorSilo && hosts.Contains(s.SiloAddress.ToString()))
+            .ToArray();
+        Assert.True(candidates.Length > 0, $"no silo to kill: coordinator on {started.CoordinatorSilo}, workers on {string.Join(", ", hosts)}, primary {faultCluster.Cluster.Primary?.SiloAddress}");
+        return candidates[0];
     }
 
     private static JobSpec FileSpec(InputFiles files, string output, int segments) => new()

@@ -11,6 +11,7 @@ public sealed partial class RetentionClient
     // Streamed inputs and outputs move in blocks of this size; the upload keeps a few in flight at once.
     private const int TransferBlockBytes = 4 << 20;
     private const int ParallelUploads = 4;
+    private const int MaxUploadAttempts = 8;
 
     /// <summary>
     /// Runs a job on tensors in memory: the inputs are checked here, streamed to the segment workers
@@ -40,6 +41,7 @@ public sealed partial class RetentionClient
         using var uploads = new SemaphoreSlim(ParallelUploads);
         var uploading = new Dictionary<int, Task>();
         var read = new HashSet<int>();
+        var uploadAttempts = new Dictionary<int, int>();
         try
         {
             for (int segment = 0; segment < plan.SegmentCount; segment++)
@@ -55,6 +57,12 @@ public sealed partial class RetentionClient
                     if (!uploading.TryGetValue(segment, out Task? task) || task.IsCompleted)
                     {
                         await (task ?? Task.CompletedTask);
+                        uploadAttempts[segment] = uploadAttempts.GetValueOrDefault(segment) + 1;
+                        if (uploadAttempts[segment] > MaxUploadAttempts)
+                        {
+                            throw new RetentionJobException($"Job {plan.JobId}: the inputs of segment {segment} could not be delivered in {MaxUploadAttempts} attempts.");
+                        }
+
                         uploading[segment] = UploadSegmentAsync(job, plan, shape, segment, inputs, uploads, cancellationToken);
                     }
                 }
@@ -209,38 +217,50 @@ public sealed partial class RetentionClient
         }
     }
 
+    // Upload failures are left to the coordinator: the segment stays listed as needing input and is uploaded again.
     private async Task UploadSegmentAsync(IJobGrain job, JobPlan plan, JobShape shape, int segment, Dictionary<string, Tensor> inputs, SemaphoreSlim uploads, CancellationToken cancellationToken)
     {
         await uploads.WaitAsync(cancellationToken);
         try
         {
-            ISegmentWorkerGrain worker = Grains.GetGrain<ISegmentWorkerGrain>($"{plan.JobId:N}/{segment}");
-            int start = plan.SegmentStart(segment), end = plan.SegmentEnd(segment, shape.Time);
-            foreach ((string name, Tensor tensor) in inputs)
-            {
-                long rowElements = tensor.ElementCount / ((long)shape.Batch * shape.Time);
-                DataType type = name == "log_g" ? DataType.Float32 : shape.DataType;
-                for (int batch = 0; batch < shape.Batch; batch++)
-                {
-                    long first = (((long)batch * shape.Time) + start) * rowElements;
-                    long count = (long)(end - start) * rowElements;
-                    long blockElements = TransferBlockBytes / type.SizeInBytes();
-                    for (long done = 0; done < count; done += blockElements)
-                    {
-                        cancellationToken.ThrowIfCancellationRequested();
-                        int elements = (int)Math.Min(blockElements, count - done);
-                        byte[] data = ReadBytes(tensor, type, first + done, elements);
-                        await worker.UploadInputAsync(plan.JobId, new InputBlock(name, batch, done * type.SizeInBytes(), data));
-                    }
-                }
-            }
-
-            await job.InputsUploadedAsync(segment);
+            await UploadSegmentInputsAsync(job, plan, shape, segment, inputs, cancellationToken);
+        }
+        catch (Exception error) when (error is OrleansException or TimeoutException or InvalidOperationException)
+        {
+            // A worker on a dying silo rejects calls, and its replacement has no assignment until the
+            // coordinator restarts it.
+            return;
         }
         finally
         {
             uploads.Release();
         }
+    }
+
+    private async Task UploadSegmentInputsAsync(IJobGrain job, JobPlan plan, JobShape shape, int segment, Dictionary<string, Tensor> inputs, CancellationToken cancellationToken)
+    {
+        ISegmentWorkerGrain worker = Grains.GetGrain<ISegmentWorkerGrain>($"{plan.JobId:N}/{segment}");
+        int start = plan.SegmentStart(segment), end = plan.SegmentEnd(segment, shape.Time);
+        foreach ((string name, Tensor tensor) in inputs)
+        {
+            long rowElements = tensor.ElementCount / ((long)shape.Batch * shape.Time);
+            DataType type = name == "log_g" ? DataType.Float32 : shape.DataType;
+            for (int batch = 0; batch < shape.Batch; batch++)
+            {
+                long first = (((long)batch * shape.Time) + start) * rowElements;
+                long count = (long)(end - start) * rowElements;
+                long blockElements = TransferBlockBytes / type.SizeInBytes();
+                for (long done = 0; done < count; done += blockElements)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    int elements = (int)Math.Min(blockElements, count - done);
+                    byte[] data = ReadBytes(tensor, type, first + done, elements);
+                    await worker.UploadInputAsync(plan.JobId, new InputBlock(name, batch, done * type.SizeInBytes(), data));
+                }
+            }
+        }
+
+        await job.InputsUploadedAsync(segment);
     }
 
     private async Task DownloadSegmentAsync(IJobGrain job, JobPlan plan, JobShape shape, int segment, Tensor output, CancellationToken cancellationToken)

@@ -28,6 +28,9 @@ internal sealed partial class JobGrain
     [LoggerMessage(Level = LogLevel.Debug, Message = "Job {JobId} segment {Segment}: status call failed: {Error}")]
     private partial void LogMonitorCallFailed(Guid jobId, int segment, string error);
 
+    [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId} segment {Segment}: call to the worker in stage {Stage} failed, the monitor retries: {Error}")]
+    private partial void LogWorkerCallFailed(Guid jobId, int segment, string stage, string error);
+
     [LoggerMessage(Level = LogLevel.Warning, Message = "Job {JobId}: releasing workers failed: {Error}")]
     private partial void LogReleaseFailed(Guid jobId, string error);
 }

@@ -163,7 +163,7 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
         SegmentTrack track = Track(segment);
         track.OutputRead = true;
         _incoming[segment] = null;
-        await Worker(segment).ReleaseAsync();
+        await CallWorkerAsync(track, worker => worker.ReleaseAsync());
         if (_state == JobState.Completed && _tracks.All(t => t.OutputRead))
         {
             StopMonitor();
@@ -259,7 +259,7 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
         {
             track.Stage = SegmentStage.Phase1;
             _summaries[track.Segment] = null;
-            await Worker(track.Segment).StartPhase1Async(track.Attempt);
+            await CallWorkerAsync(track, worker => worker.StartPhase1Async(track.Attempt));
         }
         else
         {
@@ -299,24 +299,39 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
         track.Stage = SegmentStage.Phase3;
         track.TokenHeadsDone = 0;
         HeadState[] incoming = _incoming[track.Segment]!;
-        ISegmentWorkerGrain worker = Worker(track.Segment);
-        if (incoming.Any(h => !h.IsZero))
-        {
-            foreach (StateBlock block in StateTransfer.Split(StateRole.Incoming, track.Segment, track.Attempt, incoming))
-            {
-                _bytesMoved += block.Data.Length;
-                RetentionTelemetry.StateBytesMoved.Add(block.Data.Length);
-                await worker.ReceiveStateBlockAsync(block);
-            }
-        }
-
         bool last = track.Segment == _plan!.SegmentCount - 1;
         if (last)
         {
             _final = null;
         }
 
-        await worker.StartPhase3Async(track.Attempt, sendFinalState: last && _spec!.ReturnFinalState);
+        await CallWorkerAsync(track, async worker =>
+        {
+            if (incoming.Any(h => !h.IsZero))
+            {
+                foreach (StateBlock block in StateTransfer.Split(StateRole.Incoming, track.Segment, track.Attempt, incoming))
+                {
+                    await worker.ReceiveStateBlockAsync(block);
+                    _bytesMoved += block.Data.Length;
+                    RetentionTelemetry.StateBytesMoved.Add(block.Data.Length);
+                }
+            }
+
+            await worker.StartPhase3Async(track.Attempt, sendFinalState: last && _spec!.ReturnFinalState);
+        });
+    }
+
+    // A worker whose silo is dying may reject calls; the monitor finds it idle later and restarts the segment.
+    private async Task CallWorkerAsync(SegmentTrack track, Func<ISegmentWorkerGrain, Task> call)
+    {
+        try
+        {
+            await call(Worker(track.Segment));
+        }
+        catch (Exception error) when (error is OrleansException or TimeoutException)
+        {
+            LogWorkerCallFailed(JobId, track.Segment, track.Stage.ToString(), error.Message);
+        }
     }
 
     private async Task RestartAsync(SegmentTrack track, bool workerLostInputs)
@@ -324,7 +339,7 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
         _restarts++;
         track.Attempt++;
         track.TokenHeadsDone = 0;
-        await Worker(track.Segment).AssignAsync(Assignment(track));
+        await CallWorkerAsync(track, worker => worker.AssignAsync(Assignment(track)));
         if (_spec!.Input == InputKind.Streamed && workerLostInputs)
         {
             // The client sees the segment in SegmentsNeedingInput and uploads it again.
