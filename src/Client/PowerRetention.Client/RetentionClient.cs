@@ -53,7 +53,16 @@ public sealed partial class RetentionClient : IAsyncDisposable
                 silo.AddPowerRetention(device => device.Threads = computeThreads);
             })
             .Build();
-        await host.StartAsync(cancellationToken);
+        try
+        {
+            await host.StartAsync(cancellationToken);
+        }
+        catch
+        {
+            host.Dispose();
+            throw;
+        }
+
         return new RetentionClient(host, host.Services.GetRequiredService<IClusterClient>(), $"embedded silo on 127.0.0.1:{siloPort}");
     }
 
@@ -81,13 +90,19 @@ public sealed partial class RetentionClient : IAsyncDisposable
             })
             .Build();
         string description = "cluster at " + string.Join(", ", gateways);
+        TimeSpan limit = timeout ?? TimeSpan.FromSeconds(15);
         using var timeoutSource = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeoutSource.CancelAfter(timeout ?? TimeSpan.FromSeconds(15));
+        timeoutSource.CancelAfter(limit);
         try
         {
             await host.StartAsync(timeoutSource.Token);
         }
-        catch (Exception error) when (error is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException error) when (!cancellationToken.IsCancellationRequested)
+        {
+            host.Dispose();
+            throw new RetentionJobException($"Could not connect to the {description}: no gateway accepted a connection within {limit.TotalSeconds:0.#} s. Check that the silos are running and the addresses are their gateway ports.", error);
+        }
+        catch (Exception error) when (error is not OperationCanceledException)
         {
             host.Dispose();
             throw new RetentionJobException($"Could not connect to the {description}: {error.Message}", error);

@@ -13,6 +13,8 @@ public sealed record RetentionInputs(Tensor Q, Tensor K, Tensor V, Tensor? LogG)
 /// </summary>
 public static class SyntheticInputs
 {
+    private const int BlockElements = 1 << 16;
+
     /// <summary>Creates seeded inputs; the same arguments always give the same values.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A size is not positive, or hq is not a multiple of h.</exception>
     public static RetentionInputs Create(
@@ -38,53 +40,61 @@ public static class SyntheticInputs
             throw new ArgumentOutOfRangeException(nameof(queryHeads), hq, $"Query heads must be a positive multiple of heads ({heads}); got {hq}.");
         }
 
-        var random = new Random(seed);
         float scale = 1f / MathF.Sqrt(keyDim);
-        Tensor q = Normal(random, dataType, scale, batch, time, hq, keyDim);
-        Tensor k = Normal(random, dataType, scale, batch, time, heads, keyDim);
-        Tensor v = Normal(random, dataType, scale, batch, time, heads, e);
+        Tensor q = Normal(seed, 0, dataType, scale, batch, time, hq, keyDim);
+        Tensor k = Normal(seed, 1, dataType, scale, batch, time, heads, keyDim);
+        Tensor v = Normal(seed, 2, dataType, scale, batch, time, heads, e);
         Tensor? logG = null;
         if (gating)
         {
+            // log(sigmoid(x)) = -log(1 + exp(-x)), written to stay finite for large |x|.
             logG = Tensor.Zeros(DataType.Float32, batch, time, heads);
-            FillBlocks(logG, () =>
-            {
-                // log(sigmoid(x)) = -log(1 + exp(-x)), written to stay finite for large |x|.
-                double x = NextNormal(random);
-                return (float)(x >= 0 ? -Math.Log(1 + Math.Exp(-x)) : x - Math.Log(1 + Math.Exp(x)));
-            });
+            FillBlocks(logG, seed, 3, x => (float)(x >= 0 ? -Math.Log(1 + Math.Exp(-x)) : x - Math.Log(1 + Math.Exp(x))));
         }
 
         return new RetentionInputs(q, k, v, logG);
     }
 
-    private static Tensor Normal(Random random, DataType dataType, float scale, params int[] shape)
+    private static Tensor Normal(int seed, int stream, DataType dataType, float scale, params int[] shape)
     {
         Tensor tensor = Tensor.Zeros(dataType, shape);
-        FillBlocks(tensor, () => (float)NextNormal(random) * scale);
+        FillBlocks(tensor, seed, stream, x => (float)x * scale);
         return tensor;
     }
 
-    private static void FillBlocks(Tensor tensor, Func<float> next)
+    // Blocks are filled in parallel, each from its own generator seeded by (seed, stream, block), so the
+    // values do not depend on the number of threads.
+    private static void FillBlocks(Tensor tensor, int seed, int stream, Func<double, float> transform)
     {
-        var block = new float[Math.Min(1 << 16, Math.Max(1L, tensor.ElementCount))];
-        for (long start = 0; start < tensor.ElementCount; start += block.Length)
+        long blocks = (tensor.ElementCount + BlockElements - 1) / BlockElements;
+        Parallel.For(0L, blocks, block =>
         {
-            int count = (int)Math.Min(block.Length, tensor.ElementCount - start);
-            for (int i = 0; i < count; i++)
+            long start = block * BlockElements;
+            int count = (int)Math.Min(BlockElements, tensor.ElementCount - start);
+            var random = new Random(MixSeed(seed, stream, block));
+            var values = new float[count];
+            for (int i = 0; i < count; i += 2)
             {
-                block[i] = next();
+                // Box-Muller gives two independent normals per pair of uniforms.
+                double radius = Math.Sqrt(-2.0 * Math.Log(1.0 - random.NextDouble()));
+                double angle = 2.0 * Math.PI * random.NextDouble();
+                values[i] = transform(radius * Math.Cos(angle));
+                if (i + 1 < count)
+                {
+                    values[i + 1] = transform(radius * Math.Sin(angle));
+                }
             }
 
-            tensor.Storage.Write(start, block.AsSpan(0, count));
-        }
+            tensor.Storage.Write(start, values);
+        });
     }
 
-    // Box-Muller transform; one normal per call keeps the sequence simple to reproduce.
-    private static double NextNormal(Random random)
+    // SplitMix64 finaliser over the three numbers: deterministic across processes, unlike HashCode.
+    private static int MixSeed(int seed, int stream, long block)
     {
-        double u1 = 1.0 - random.NextDouble();
-        double u2 = random.NextDouble();
-        return Math.Sqrt(-2.0 * Math.Log(u1)) * Math.Cos(2.0 * Math.PI * u2);
+        ulong x = unchecked(((ulong)(uint)seed << 32) ^ ((ulong)(uint)stream << 48) ^ (ulong)block);
+        x = unchecked((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL);
+        x = unchecked((x ^ (x >> 27)) * 0x94D049BB133111EBUL);
+        return (int)(x ^ (x >> 31));
     }
 }
