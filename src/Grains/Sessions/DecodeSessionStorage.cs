@@ -59,10 +59,15 @@ public static class DecodeSessionStorage
         else
         {
             ConfigurationOptions redis = ConfigurationOptions.Parse(redisConnectionString);
+            // Checked by hand against Redis 7.0: entries are stored as raw MessagePack, one key per state.
+            // NOTE: no automated test covers this branch, because the test machines run no Redis server.
             builder.AddRedisGrainStorage(StorageName, options =>
             {
                 options.ConfigurationOptions = redis;
                 options.GrainStorageSerializer = serializer;
+
+                // Dropping a session deletes its keys instead of leaving them with empty data.
+                options.DeleteStateOnClear = true;
             });
         }
 
