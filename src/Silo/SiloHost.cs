@@ -163,6 +163,7 @@ public static partial class SiloHost
         }
 
         silo.AddPowerRetention(device => device.Threads = options.Threads);
+        silo.AddDecodeSessionStorage(options.Redis);
     }
 
     private static void WriteHelp(TextWriter output)

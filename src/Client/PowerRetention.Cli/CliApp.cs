@@ -9,7 +9,7 @@ namespace PowerRetention.Cli;
 /// </summary>
 public static class CliApp
 {
-    private static readonly CommandSpec[] s_commands = [RunCommand.Spec, SynthCommand.Spec, BenchCommand.Spec, DemoCommand.Spec, SiloCommand.Spec];
+    private static readonly CommandSpec[] s_commands = [RunCommand.Spec, SynthCommand.Spec, BenchCommand.Spec, DemoCommand.Spec, SiloCommand.Spec, SessionCommand.Spec];
 
     /// <summary>Runs the command line with plain progress lines, as when the error stream is redirected.</summary>
     /// <param name="args">The arguments, command first.</param>
@@ -63,6 +63,12 @@ public static class CliApp
         bool verbose = rest.Contains("--verbose");
         try
         {
+            // Session commands take a subcommand (start, step, export, drop) before their options.
+            if (command.Name == "session")
+            {
+                return await SessionCommand.ExecuteAsync(rest, new CommandContext(output, error, settings, cancellationToken)).ConfigureAwait(false);
+            }
+
             ParsedOptions options = ParsedOptions.Parse(command, rest);
             var context = new CommandContext(output, error, settings, cancellationToken);
             return command.Name switch

@@ -51,6 +51,7 @@ public sealed partial class RetentionClient : IAsyncDisposable
             {
                 silo.UseLocalhostClustering(siloPort, gatewayPort, serviceId: DefaultServiceId, clusterId: DefaultClusterId);
                 silo.AddPowerRetention(device => device.Threads = computeThreads);
+                silo.AddDecodeSessionStorage(redisConnectionString: null);
             })
             .Build();
         try

@@ -57,7 +57,9 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
         {
             _spec = null;
             LogRejected(JobId, error.Message);
-            throw new ArgumentException(error.Message, error is ArgumentException argument ? argument.ParamName : "spec", error);
+            // No inner exception: Orleans has no codec for some of the causes (FileFormatException), and the
+            // message already names the file and the problem.
+            throw new ArgumentException(error.Message, error is ArgumentException argument ? argument.ParamName : "spec");
         }
 
         int segments = _plan.SegmentCount;
