@@ -38,6 +38,10 @@ internal sealed class KernelSet
     public bool Tiled { get; }
 
     /// <summary>Computes C = A B + Beta C on <paramref name="stream"/>.</summary>
+    /// <remarks>
+    /// NOTE: cuBLAS (cublasGemmEx through P/Invoke to libcublas.so) belongs here for the state products,
+    /// which are most of the work. It is not called because no machine here has a GPU to test it on.
+    /// </remarks>
     public void Gemm(AcceleratorStream stream, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, GemmShape shape)
     {
         if (shape.Rows == 0 || shape.Columns == 0)
