@@ -6,6 +6,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using Orleans.Configuration;
 using PowerRetention.Grains;
+using PowerRetention.Kernels.Gpu;
 
 namespace PowerRetention.Silo;
 
@@ -79,6 +80,9 @@ public static partial class SiloHost
         LogStarting(logger, options.SiloEndpoint.ToString(), options.GatewayEndpoint.ToString(), options.ClusterId, options.ServiceId, clustering, primary);
         try
         {
+            // Creating the compute device chooses its backend now, so "--device cuda" without a usable GPU
+            // fails at start with the reason instead of at the first job, and "auto" logs its choice.
+            host.Services.GetRequiredService<ComputeDevice>();
             await host.StartAsync(cancellationToken).ConfigureAwait(false);
         }
         catch (Exception error) when (error is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
@@ -164,6 +168,7 @@ public static partial class SiloHost
 
         silo.AddPowerRetention(device => device.Threads = options.Threads);
         silo.AddDecodeSessionStorage(options.Redis);
+        silo.UseComputeBackend(options.Device);
     }
 
     private static void WriteHelp(TextWriter output)

@@ -45,6 +45,7 @@ public sealed record SiloHostOptions
         new("--service-id", "ID", "ServiceId", $"Orleans service id, the same on every silo and client. Default {DefaultId}."),
         new("--threads", "N", "Threads", "Threads of the compute device that runs the kernels; 0 means one per core. Default 0."),
         new("--redis", "CONNECTION", "Redis", "Redis connection string, such as localhost:6379, for Redis clustering in place of localhost clustering."),
+        new("--device", "NAME", "Device", "Compute backend of this silo: auto (CUDA when a device initialises, else the CPU), cpu or cuda. Default auto."),
     ];
 
     /// <summary>Silo-to-silo port.</summary>
@@ -70,6 +71,9 @@ public sealed record SiloHostOptions
 
     /// <summary>Redis connection string for Redis clustering; null selects localhost clustering.</summary>
     public string? Redis { get; init; }
+
+    /// <summary>Compute backend: auto, cpu or cuda.</summary>
+    public string Device { get; init; } = "auto";
 
     /// <summary>The silo-to-silo endpoint other silos use.</summary>
     public IPEndPoint SiloEndpoint => new(Advertise, SiloPort);
@@ -161,6 +165,7 @@ public sealed record SiloHostOptions
             ServiceId = ParseId(sources, "ServiceId"),
             Threads = ParseThreads(sources),
             Redis = sources.TryGetValue("Redis", out var redis) && redis.Value.Length > 0 ? redis.Value : null,
+            Device = ParseDevice(sources),
         };
 
         if (options.SiloPort == options.GatewayPort)
@@ -189,6 +194,19 @@ public sealed record SiloHostOptions
         }
 
         return port;
+    }
+
+    private static string ParseDevice(Dictionary<string, (string Value, string Source)> sources)
+    {
+        if (!sources.TryGetValue("Device", out var entry))
+        {
+            return "auto";
+        }
+
+        string value = entry.Value.Trim().ToLowerInvariant();
+        return value is "auto" or "cpu" or "cuda"
+            ? value
+            : throw new SiloOptionsException($"invalid value '{entry.Value}' for {entry.Source}: expected auto, cpu or cuda");
     }
 
     private static int ParseThreads(Dictionary<string, (string Value, string Source)> sources)
