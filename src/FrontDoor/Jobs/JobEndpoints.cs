@@ -180,12 +180,20 @@ internal static partial class JobEndpoints
             registry.Remove(job);
             return failure switch
             {
-                ArgumentException or InsufficientMemoryException => RequestException.BadRequest(failure.Message).ToResult(),
+                ArgumentException or InsufficientMemoryException => RequestException.BadRequest(Describe(failure)).ToResult(),
                 _ => Results.Problem(detail: failure.Message, statusCode: StatusCodes.Status503ServiceUnavailable, title: "Cluster could not start the job"),
             };
         }
 
         return Results.Accepted($"/jobs/{job.Id}", Status(job));
+    }
+
+    // ArgumentException appends " (Parameter 'name')", and ArgumentOutOfRangeException a line with the value;
+    // the kernels' messages already name the tensor or option and the value.
+    private static string Describe(Exception error)
+    {
+        int suffix = error is ArgumentException { ParamName: not null } ? error.Message.IndexOf(" (Parameter '", StringComparison.Ordinal) : -1;
+        return suffix > 0 ? error.Message[..suffix] : error.Message;
     }
 
     private static void WriteFinalState(FrontDoorJob job, JobResult result)
