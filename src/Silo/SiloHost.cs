@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging.Console;
 using Orleans.Configuration;
 using PowerRetention.Grains;
 using PowerRetention.Kernels.Gpu;
+using PowerRetention.ServiceDefaults;
 
 namespace PowerRetention.Silo;
 
@@ -54,6 +55,9 @@ public static partial class SiloHost
                     json.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
                 });
             })
+
+            // After the logging setup, whose ClearProviders would remove the OpenTelemetry log provider.
+            .AddServiceDefaults()
             .ConfigureServices((context, services) =>
             {
                 services.Configure<ConsoleLifetimeOptions>(lifetime => lifetime.SuppressStatusMessages = true);
@@ -166,6 +170,7 @@ public static partial class SiloHost
             silo.ConfigureEndpoints(options.Advertise, options.SiloPort, options.GatewayPort, listenOnAnyHostAddress: true);
         }
 
+        silo.AddActivityPropagation();
         silo.AddPowerRetention(device => device.Threads = options.Threads);
         silo.AddDecodeSessionStorage(options.Redis);
         silo.UseComputeBackend(options.Device);

@@ -32,7 +32,7 @@ internal static class RunCommand
             new("--input", "FILE", "A .safetensors file with tensors q, k, v and optionally log_g, in place of --q, --k, --v and --log-g."),
             new("--out", "FILE", "Output Y (b, t, hq, e): .npy (f32 or f16) or .safetensors (tensor y). Required."),
             new("--deg", "P", "Degree p of the power, even and >= 2. Default 2."),
-            new("--chunk-size", "TOKENS", "Tokens per chunk, or 0 for the quadratic form over the whole sequence. Default 1024."),
+            new("--chunk-size", "TOKENS", "Tokens per chunk, or 0 for the quadratic form over the whole sequence. Default: the fastest size for the shape, picked by the library and printed in the summary."),
             new("--scale", "S", "Scale applied to q . k before the power, finite and > 0. Default 1/sqrt(d)."),
             new("--switch-over", "TOKENS", "Sequences shorter than this many tokens use the quadratic form. Default: never."),
             new("--initial-state", "FILE", "State file whose state acts as everything before the sequence. Default: zero state."),
@@ -54,6 +54,15 @@ internal static class RunCommand
         using InputFiles inputs = OpenInputs(options);
         CheckOutputIsNotAnInput(settings, inputs);
         RetentionProblem.CheckShapes(inputs.Q, inputs.K, inputs.V, inputs.LogG);
+
+        // Without --chunk-size the library picks the fastest size for the shape; resolving it here lets the
+        // summary name it and sends the same size to a cluster.
+        bool automaticChunk = settings.Options.ChunkSize is null;
+        if (automaticChunk)
+        {
+            int chosen = ChunkSizeSelector.Choose(inputs.Q.Dim(3), inputs.V.Dim(3), settings.Options.Degree, inputs.LogG is not null, inputs.Q.Dim(1));
+            settings = settings with { Options = settings.Options with { ChunkSize = chosen }, AutomaticChunkSize = true };
+        }
 
         RetentionState? initialState = settings.InitialStatePath is null ? null : StateFiles.Read(settings.InitialStatePath);
         int batch = inputs.Q.Dim(0), time = inputs.Q.Dim(1), queryHeads = inputs.Q.Dim(2), valueDim = inputs.V.Dim(3);
@@ -195,7 +204,7 @@ internal static class RunCommand
         string scaleSource = options.Scale is null ? " (1/sqrt(d))" : string.Empty;
 
         writer.WriteLine($"inputs:  Q {Tensor.FormatShape(inputs.Q.Shape)}, K {Tensor.FormatShape(inputs.K.Shape)}, V {Tensor.FormatShape(inputs.V.Shape)}, {logG}, {inputs.Q.DataType.ShortName()}");
-        writer.WriteLine(Units.Invariant($"options: degree {options.Degree} (D = {expandedDim}), {DescribeChunking(options, time, onCluster: job is not null)}, scale {scale:G6}{scaleSource}"));
+        writer.WriteLine(Units.Invariant($"options: degree {options.Degree} (D = {expandedDim}), {DescribeChunking(options, time, onCluster: job is not null, settings.AutomaticChunkSize)}, scale {scale:G6}{scaleSource}"));
         writer.WriteLine(Units.Invariant($"run:     {time} tokens, {tokenHeads:N0} token-heads in {elapsed.TotalSeconds:0.000} s, {Units.Rate(tokenHeads / Math.Max(elapsed.TotalSeconds, 1e-9))} token-heads/s ({where})"));
         if (job is not null)
         {
@@ -210,7 +219,7 @@ internal static class RunCommand
     }
 
     /// <summary>Describes the chunking that <see cref="Retention.Compute"/> or a cluster resolves from the options for t tokens.</summary>
-    private static string DescribeChunking(RetentionOptions options, int time, bool onCluster)
+    private static string DescribeChunking(RetentionOptions options, int time, bool onCluster, bool automatic)
     {
         if (options.ChunkSize == 0)
         {
@@ -224,6 +233,6 @@ internal static class RunCommand
 
         return options.ChunkSize >= time
             ? Units.Invariant($"chunk size {options.ChunkSize} (one chunk of {time} tokens)")
-            : Units.Invariant($"chunk size {options.ChunkSize}");
+            : Units.Invariant($"chunk size {options.ChunkSize}{(automatic ? " (chosen automatically)" : string.Empty)}");
     }
 }

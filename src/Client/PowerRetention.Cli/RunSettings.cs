@@ -39,6 +39,9 @@ internal sealed record RunSettings(
     TimeSpan ConnectTimeout,
     int SegmentTokens)
 {
+    /// <summary>Whether the chunk size in <see cref="Options"/> was picked by the library rather than given.</summary>
+    public bool AutomaticChunkSize { get; init; }
+
     /// <summary>Default of --connect-timeout, in seconds.</summary>
     public const float DefaultConnectTimeoutSeconds = 15;
 
@@ -58,7 +61,7 @@ internal sealed record RunSettings(
         var retentionOptions = new RetentionOptions
         {
             Degree = degree,
-            ChunkSize = options.GetInt("--chunk-size", RetentionOptions.DefaultChunkSize, minimum: 0),
+            ChunkSize = options.GetOptionalInt("--chunk-size", minimum: 0),
             Scale = options.GetOptionalPositiveFloat("--scale"),
             SwitchOverSeqLen = options.GetOptionalInt("--switch-over", minimum: 0),
             MaxDegreeOfParallelism = options.GetOptionalInt("--threads", minimum: 1),

@@ -11,8 +11,8 @@ public sealed record ProcessingOptions
     /// <summary>Scale; null means 1/sqrt(d).</summary>
     public float? Scale { get; init; }
 
-    /// <summary>Tokens per chunk; 0 means one chunk per segment (the quadratic form within each segment).</summary>
-    public int ChunkSize { get; init; } = RetentionOptions.DefaultChunkSize;
+    /// <summary>Tokens per chunk; 0 means one chunk per segment (the quadratic form within each segment); null lets the coordinator pick the fastest size for the shape.</summary>
+    public int? ChunkSize { get; init; }
 
     /// <summary>Tokens per segment (rounded up to whole chunks); 0 lets the coordinator choose.</summary>
     public int SegmentTokens { get; init; }

@@ -23,7 +23,8 @@ public sealed partial class RetentionClient
     public async Task<JobResult> ProcessAsync(Tensor q, Tensor k, Tensor v, Tensor? logG = null, RetentionState? initialState = null, ProcessingOptions? options = null, IProgress<JobProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         options ??= new ProcessingOptions();
-        var kernelOptions = new RetentionOptions { Degree = options.Degree, Scale = options.Scale, ChunkSize = options.ChunkSize };
+        // Validation only: any explicit chunk size checks the same inputs without timing candidate sizes.
+        var kernelOptions = new RetentionOptions { Degree = options.Degree, Scale = options.Scale, ChunkSize = options.ChunkSize ?? RetentionOptions.DefaultChunkSize };
         RetentionProblem.Create(q, k, v, logG, initialState, kernelOptions);
         var shape = new JobShape(q.Dim(0), q.Dim(1), q.Dim(2), k.Dim(2), q.Dim(3), v.Dim(3), q.DataType, logG is not null);
         JobSpec spec = CreateSpec(options, initialState) with { Shape = shape, Input = InputKind.Streamed };

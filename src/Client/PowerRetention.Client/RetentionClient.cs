@@ -50,6 +50,7 @@ public sealed partial class RetentionClient : IAsyncDisposable
             .UseOrleans(silo =>
             {
                 silo.UseLocalhostClustering(siloPort, gatewayPort, serviceId: DefaultServiceId, clusterId: DefaultClusterId);
+                silo.AddActivityPropagation();
                 silo.AddPowerRetention(device => device.Threads = computeThreads);
                 silo.AddDecodeSessionStorage(redisConnectionString: null);
             })
@@ -83,6 +84,7 @@ public sealed partial class RetentionClient : IAsyncDisposable
             .UseOrleansClient(client =>
             {
                 client.UseStaticClustering(endpoints);
+                client.AddActivityPropagation();
                 client.Configure<ClusterOptions>(options =>
                 {
                     options.ClusterId = clusterId;

@@ -61,9 +61,9 @@ public sealed record JobSpec
     [Id(5)]
     public float? Scale { get; init; }
 
-    /// <summary>Tokens per chunk; 0 means one chunk per segment.</summary>
+    /// <summary>Tokens per chunk; 0 means one chunk per segment; null lets the coordinator pick the fastest size for the shape.</summary>
     [Id(6)]
-    public int ChunkSize { get; init; } = RetentionOptions.DefaultChunkSize;
+    public int? ChunkSize { get; init; }
 
     /// <summary>Tokens per segment, a multiple of the chunk size; 0 lets the coordinator choose.</summary>
     [Id(7)]

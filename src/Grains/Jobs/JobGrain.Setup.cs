@@ -76,7 +76,8 @@ internal sealed partial class JobGrain
         long expanded = SymmetricPowerBasis.ExpandedDimOf(shape.KeyDim, spec.Degree);
         int time = shape.Time;
         int segmentTokens = spec.SegmentTokens;
-        int chunk = spec.ChunkSize;
+        // Timing candidate chunk sizes is compute, so it runs on the thread pool, not the grain's scheduler.
+        int chunk = spec.ChunkSize ?? await Task.Run(() => ChunkSizeSelector.Choose(shape.KeyDim, shape.ValueDim, spec.Degree, shape.Gated, time));
         if (segmentTokens == 0)
         {
             long target = (time + ((long)silos * _options.SegmentsPerSilo) - 1) / ((long)silos * _options.SegmentsPerSilo);

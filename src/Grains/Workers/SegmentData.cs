@@ -28,13 +28,13 @@ internal sealed class SegmentData : IDisposable
     public Tensor? Output { get; private set; }
 
     /// <summary>Opens file inputs; the problem spans the whole files and the range is the segment's.</summary>
-    public static SegmentData OpenFiles(JobSpec spec, int start, int end)
+    public static SegmentData OpenFiles(JobSpec spec, int chunkSize, int start, int end)
     {
         var owned = new List<IDisposable>();
         try
         {
             (Tensor q, Tensor k, Tensor v, Tensor? logG) = OpenInputFiles(spec.Files!, owned);
-            RetentionProblem problem = CreateProblem(spec, q, k, v, logG, chunkFallback: end - start);
+            RetentionProblem problem = CreateProblem(spec, q, k, v, logG, chunkSize);
             var data = new SegmentData { Problem = problem, Start = start, End = end, TokenOffset = 0 };
             data._owned.AddRange(owned);
             return data;
@@ -47,9 +47,9 @@ internal sealed class SegmentData : IDisposable
     }
 
     /// <summary>Wraps streamed slices of (b, length, heads, dim) held by the worker.</summary>
-    public static SegmentData FromSlices(JobSpec spec, int start, int length, Tensor q, Tensor k, Tensor v, Tensor? logG)
+    public static SegmentData FromSlices(JobSpec spec, int chunkSize, int start, int length, Tensor q, Tensor k, Tensor v, Tensor? logG)
     {
-        RetentionProblem problem = CreateProblem(spec, q, k, v, logG, chunkFallback: length);
+        RetentionProblem problem = CreateProblem(spec, q, k, v, logG, chunkSize);
         return new SegmentData { Problem = problem, Start = 0, End = length, TokenOffset = start };
     }
 
@@ -132,13 +132,14 @@ internal sealed class SegmentData : IDisposable
         _owned.Clear();
     }
 
-    private static RetentionProblem CreateProblem(JobSpec spec, Tensor q, Tensor k, Tensor v, Tensor? logG, int chunkFallback)
+    // The plan's chunk size: resolved by the coordinator, so every segment cuts chunks alike.
+    private static RetentionProblem CreateProblem(JobSpec spec, Tensor q, Tensor k, Tensor v, Tensor? logG, int chunkSize)
     {
         var options = new RetentionOptions
         {
             Degree = spec.Degree,
             Scale = spec.Scale,
-            ChunkSize = spec.ChunkSize == 0 ? Math.Max(1, chunkFallback) : spec.ChunkSize,
+            ChunkSize = Math.Max(1, chunkSize),
         };
         return RetentionProblem.Create(q, k, v, logG, null, options, checkValues: false);
     }

@@ -260,7 +260,7 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
         JobSpec spec = assignment.Spec;
         if (spec.Input == InputKind.Files)
         {
-            return SegmentData.OpenFiles(spec, start, end);
+            return SegmentData.OpenFiles(spec, assignment.Plan.ChunkSize, start, end);
         }
 
         if (!HasAllInputs())
@@ -282,6 +282,7 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
 
         return SegmentData.FromSlices(
             spec,
+            assignment.Plan.ChunkSize,
             start,
             length,
             Slice("q", shape.QueryHeads, shape.KeyDim),

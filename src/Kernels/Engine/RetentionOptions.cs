@@ -3,7 +3,7 @@ namespace PowerRetention.Kernels;
 /// <summary>Options of <see cref="Retention.Compute"/>, named after the Python library's arguments.</summary>
 public sealed record RetentionOptions
 {
-    /// <summary>Default chunk size when none is given.</summary>
+    /// <summary>A common explicit chunk size; with no chunk size the library picks one per shape (<see cref="ChunkSizeSelector"/>).</summary>
     public const int DefaultChunkSize = 1024;
 
     /// <summary>Degree p of the power; even and at least 2. Default 2.</summary>
@@ -12,8 +12,11 @@ public sealed record RetentionOptions
     /// <summary>Scale applied to q . k before the power; null means 1/sqrt(d).</summary>
     public float? Scale { get; init; }
 
-    /// <summary>Tokens per chunk; 0 means the quadratic form over the whole sequence. Default 1024.</summary>
-    public int ChunkSize { get; init; } = DefaultChunkSize;
+    /// <summary>
+    /// Tokens per chunk; 0 means the quadratic form over the whole sequence; null (the default) lets
+    /// <see cref="ChunkSizeSelector"/> pick the fastest size for the shape, which changes no result beyond float rounding.
+    /// </summary>
+    public int? ChunkSize { get; init; }
 
     /// <summary>Sequences shorter than this use the quadratic form; null never switches.</summary>
     public int? SwitchOverSeqLen { get; init; }

@@ -108,7 +108,8 @@ public sealed class RetentionProblem
         }
 
         bool quadratic = options.ChunkSize == 0 || (options.SwitchOverSeqLen is int switchOver && time < switchOver);
-        int chunkSize = quadratic ? Math.Max(time, 1) : Math.Min(options.ChunkSize, Math.Max(time, 1));
+        int requested = options.ChunkSize ?? ChunkSizeSelector.Choose(keyDim, valueDim, options.Degree, logG is not null, time);
+        int chunkSize = quadratic ? Math.Max(time, 1) : Math.Min(requested, Math.Max(time, 1));
 
         long expanded = SymmetricPowerBasis.ExpandedDimOf(keyDim, options.Degree);
         RetentionValidation.CheckStateFits(batch, heads, expanded, valueDim, "retention state");
