@@ -44,6 +44,7 @@ internal static class RunCommand
             new("--service-id", "ID", $"Service id of the --cluster silos. Default {RetentionClient.DefaultServiceId}."),
             new("--connect-timeout", "SECONDS", "Time to wait for a --cluster gateway to accept the connection. Default 15."),
             new("--local", null, "Compute in this process without Orleans; the same as --backend local."),
+            new("--device", "NAME", "Kernels of a --local run: auto (CUDA when a device initialises, else the CPU), cpu or cuda. Default cpu. Silos choose theirs with 'powerret silo --device'."),
             new("--backend", "NAME", "Where to compute: embedded (a silo in this process), cluster (needs --cluster) or local. Default embedded."),
         ]);
 
@@ -75,8 +76,14 @@ internal static class RunCommand
 
     private static async Task<int> RunLocalAsync(CommandContext context, RunSettings settings, InputFiles inputs, RetentionState? initialState, int[] outputShape)
     {
+        using PowerRetention.Kernels.Gpu.BackendChoice device = PowerRetention.Kernels.Gpu.BackendSelector.Create(settings.Device);
+        if (settings.Device != "cpu")
+        {
+            context.Error.WriteLine($"device:  {device.Backend.Name} ({device.Reason})");
+        }
+
         using OutputFile output = OutputFile.Create(settings.OutputPath, inputs.Q.DataType, outputShape);
-        var job = new RetentionJob(inputs.Q, inputs.K, inputs.V, inputs.LogG, initialState, settings.Options, output.Tensor);
+        var job = new RetentionJob(inputs.Q, inputs.K, inputs.V, inputs.LogG, initialState, settings.Options with { Backend = device.Backend }, output.Tensor);
         IRetentionBackend backend = CommandContext.CreateBackend();
         long tokenHeads = (long)outputShape[0] * outputShape[1] * outputShape[2];
         var progress = new ProgressDisplay(context.Error, context.Settings, "run", tokenHeads);

@@ -42,6 +42,9 @@ internal sealed record RunSettings(
     /// <summary>Whether the chunk size in <see cref="Options"/> was picked by the library rather than given.</summary>
     public bool AutomaticChunkSize { get; init; }
 
+    /// <summary>Kernels of a local run: auto, cpu or cuda.</summary>
+    public string Device { get; init; } = "cpu";
+
     /// <summary>Default of --connect-timeout, in seconds.</summary>
     public const float DefaultConnectTimeoutSeconds = 15;
 
@@ -90,6 +93,16 @@ internal sealed record RunSettings(
         }
 
         TimeSpan connectTimeout = TimeSpan.FromSeconds(options.GetOptionalPositiveFloat("--connect-timeout") ?? DefaultConnectTimeoutSeconds);
+        string device = (options.GetString("--device") ?? "cpu").ToLowerInvariant();
+        if (device is not ("auto" or "cpu" or "cuda"))
+        {
+            throw options.Error($"invalid value '{device}' for --device: expected auto, cpu or cuda");
+        }
+
+        if (backend != RunBackend.Local && options.Has("--device"))
+        {
+            throw options.Error("--device applies to --local runs; silos choose their kernels with 'powerret silo --device'");
+        }
 
         return new RunSettings(
             output,
@@ -101,7 +114,10 @@ internal sealed record RunSettings(
             options.GetString("--cluster-id") ?? RetentionClient.DefaultClusterId,
             options.GetString("--service-id") ?? RetentionClient.DefaultServiceId,
             connectTimeout,
-            segmentTokens);
+            segmentTokens)
+        {
+            Device = device,
+        };
     }
 
     /// <summary>
