@@ -67,7 +67,7 @@ internal static class SessionCommand
         "step, so it survives the loss of the silo that hosts it. start prints the session's id; step appends n tokens, " +
         "each query seeing the keys before it and its own, and writes their outputs; export writes the state after every " +
         "token as a state file for run --initial-state or session start --from-state; drop deletes the session.",
-        s_clusterOptions.Append(s_session).Concat(s_start.Options).Concat(s_step.Options.Where(o => o.Name != "--out")).Concat(s_export.Options).ToArray());
+        s_clusterOptions.Append(s_session).Concat(s_start.Options).Concat(s_step.Options.Where(o => o.Name != "--out")).Concat(s_export.Options).DistinctBy(o => o.Name).ToArray());
 
     /// <summary>Runs the subcommand named by the first argument.</summary>
     /// <param name="arguments">The arguments after "session": the subcommand, then its options.</param>

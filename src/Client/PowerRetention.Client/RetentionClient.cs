@@ -103,7 +103,7 @@ public sealed partial class RetentionClient : IAsyncDisposable
         catch (OperationCanceledException error) when (!cancellationToken.IsCancellationRequested)
         {
             host.Dispose();
-            throw new RetentionJobException($"Could not connect to the {description}: no gateway accepted a connection within {limit.TotalSeconds:0.#} s. Check that the silos are running and the addresses are their gateway ports.", error);
+            throw new RetentionJobException($"Could not connect to the {description}: no gateway accepted a connection within {limit.TotalSeconds:0.#} s.", error);
         }
         catch (Exception error) when (error is not OperationCanceledException)
         {
