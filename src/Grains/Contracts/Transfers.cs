@@ -38,7 +38,7 @@ public sealed record InputBlock(
     [property: Id(2)] long ByteOffset,
     [property: Id(3)] byte[] Data);
 
-/// <summary>What a worker is doing, as the coordinator's monitor sees it.</summary>
+/// <summary>What a worker is doing, as reported to the coordinator's monitor.</summary>
 public enum WorkerPhase
 {
     /// <summary>No assignment: a fresh activation, for example after its silo died.</summary>
@@ -57,7 +57,7 @@ public enum WorkerPhase
     Failed,
 }
 
-/// <summary>A worker's answer to the coordinator's monitor.</summary>
+/// <summary>A worker's status, returned to the coordinator's monitor.</summary>
 [GenerateSerializer, Immutable, Alias("powerret.WorkerStatus")]
 public sealed record WorkerStatus(
     [property: Id(0)] Guid JobId,

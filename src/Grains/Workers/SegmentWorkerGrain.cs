@@ -330,7 +330,7 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
         }
         catch (Exception reportError)
         {
-            // The coordinator's monitor sees the Failed phase and acts on it.
+            // NOTE: the coordinator's monitor does not act on the Failed phase yet, so a lost report leaves the job running until cancelled.
             LogReportFailed(reportError, assignment.JobId, assignment.Segment);
         }
     }
