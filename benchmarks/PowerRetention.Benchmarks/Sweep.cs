@@ -16,7 +16,9 @@ public static class Sweep
     {
         Directory.CreateDirectory(outputFolder);
         var report = new StringBuilder();
+        (double peakOne, double peakAll) = PeakFlops.Measure(Environment.ProcessorCount);
         report.AppendLine(CultureInfo.InvariantCulture, $"Machine: {Environment.ProcessorCount} cores, {CpuModel()}, .NET {Environment.Version}; {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC.");
+        report.AppendLine(CultureInfo.InvariantCulture, $"Measured FMA peak (register-only loop at the runtime's vector width): {peakOne:F1} GFLOP/s on one core, {peakAll:F1} GFLOP/s on {Environment.ProcessorCount}.");
         report.AppendLine();
 
         foreach ((int degree, int dim) in new[] { (2, 64), (4, 32), (2, 128) })
@@ -42,40 +44,104 @@ public static class Sweep
         report.AppendLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (int chunk in new[] { 64, 128, 256, 512, 1024, 2048, 4096 })
         {
-            int tokens = Math.Max(quick ? 4096 : 8192, 2 * chunk);
-            RetentionInputs inputs = SyntheticInputs.Create(1, tokens, 1, dim, gating: true);
-            RetentionProblem problem = RetentionProblem.Create(inputs.Q, inputs.K, inputs.V, inputs.LogG, null, new RetentionOptions { Degree = degree, ChunkSize = chunk });
-            var engine = new ChunkEngine(problem);
-            var state = new HeadState(problem.ExpandedDim, dim);
-            engine.ProcessChunk(0, 0, 0, chunk, state, attention: false, queryState: false, updateState: true);
-
-            double Measure(bool attention, bool query, bool update)
-            {
-                double best = double.MaxValue;
-                for (int repeat = 0; repeat < 3; repeat++)
-                {
-                    TimeSpan start = Process.GetCurrentProcess().TotalProcessorTime;
-                    for (int position = 0; position + chunk <= tokens; position += chunk)
-                    {
-                        engine.ProcessChunk(0, 0, position, chunk, state, attention, query, update);
-                    }
-
-                    best = Math.Min(best, (Process.GetCurrentProcess().TotalProcessorTime - start).TotalSeconds);
-                }
-
-                return best * 1e6 / (tokens / chunk * chunk);
-            }
-
-            double attentionTime = Measure(true, false, false);
-            double queryTime = Measure(false, true, false);
-            double updateTime = Measure(false, false, true);
-            double wholeTime = Measure(true, true, true);
-            double rate = 1e6 / wholeTime;
-            double gflops = rate * FlopModel.Total(dim, dim, degree, chunk) / 1e9;
-            report.AppendLine(CultureInfo.InvariantCulture, $"| {chunk} | {attentionTime:F2} | {queryTime:F2} | {updateTime:F2} | {wholeTime:F2} | {rate:N0} | {gflops:F1} |");
+            PhaseTimes t = MeasurePhases(degree, dim, chunk, Math.Max(quick ? 4096 : 8192, 2 * chunk));
+            report.AppendLine(CultureInfo.InvariantCulture, $"| {chunk} | {t.Attention:F2} | {t.Query:F2} | {t.Update:F2} | {t.Whole:F2} | {1e6 / t.Whole:N0} | {t.WholeGflops:F1} |");
         }
 
         report.AppendLine();
+    }
+
+    /// <summary>
+    /// Quick per-phase figures at one chunk size for the three shapes of the benchmarks, with each
+    /// phase's GFLOP/s by <see cref="FlopModel"/> beside the machine's measured FMA peak.
+    /// </summary>
+    public static void Phases(int chunk)
+    {
+        (double peakOne, double peakAll) = PeakFlops.Measure(Environment.ProcessorCount);
+        Console.WriteLine($"Machine: {Environment.ProcessorCount} cores, {CpuModel()}; FMA peak {peakOne:F1} GFLOP/s on one core, {peakAll:F1} on {Environment.ProcessorCount}.");
+        Console.WriteLine($"One head on one thread, chunk {chunk}, gated; µs per token (GFLOP/s per core).");
+        Console.WriteLine($"{"shape",-10} {"attention",-16} {"query",-16} {"update",-16} {"whole",-16} token-heads/s per core");
+        foreach ((int degree, int dim) in new[] { (2, 64), (4, 32), (2, 128) })
+        {
+            PhaseTimes t = MeasurePhases(degree, dim, chunk, 8 * chunk, repeats: 9);
+            static string Cell(double micros, double flops) => $"{micros:F2} ({flops / micros / 1e3:F1})";
+            Console.WriteLine($"{$"p{degree}-d{dim}",-10} {Cell(t.Attention, FlopModel.Attention(dim, dim, chunk)),-16} {Cell(t.Query, FlopModel.Query(dim, dim, degree)),-16} {Cell(t.Update, FlopModel.Update(dim, dim, degree)),-16} {Cell(t.Whole, FlopModel.Total(dim, dim, degree, chunk)),-16} {1e6 / t.Whole:N0}");
+        }
+    }
+
+    /// <summary>GFLOP/s of the GEMM alone, one thread, on the operand layouts of the state update and query at chunk 1024.</summary>
+    public static unsafe void GemmShapes()
+    {
+        const int chunk = 1024, features = 64, values = 64, stride = 1040;
+        float[] a = new float[features * stride + 64], b = new float[chunk * values + 64], c = new float[chunk * values + 64];
+        for (int i = 0; i < a.Length; i++)
+        {
+            a[i] = i % 13 * 0.01f;
+        }
+
+        for (int i = 0; i < b.Length; i++)
+        {
+            b[i] = i % 7 * 0.01f;
+        }
+
+        fixed (float* pa = a, pb = b, pc = c)
+        {
+            float* aPtr = pa, bPtr = pb, cPtr = pc;
+            double Rate(Action run, double flops)
+            {
+                run();
+                double best = double.MaxValue;
+                for (int repeat = 0; repeat < 200; repeat++)
+                {
+                    var timer = Stopwatch.StartNew();
+                    run();
+                    best = Math.Min(best, timer.Elapsed.TotalSeconds);
+                }
+
+                return flops / best / 1e9;
+            }
+
+            // Update: C (features x e) += phiK (features x chunk, rows contiguous) * V (chunk x e).
+            double update = Rate(() => Kernels.Linear.Gemm.MultiplyAdd(features, values, chunk, aPtr, stride, 1, bPtr, values, cPtr, values), 2.0 * features * values * chunk);
+            // Query: C (chunk x e) += phiQ^T (read down columns of a features x chunk buffer) * S block (features x e).
+            double query = Rate(() => Kernels.Linear.Gemm.MultiplyAdd(chunk, values, features, aPtr, 1, stride, bPtr, values, cPtr, values), 2.0 * features * values * chunk);
+            Console.WriteLine($"GEMM alone, one thread: update layout {update:F1} GFLOP/s, query layout {query:F1} GFLOP/s.");
+        }
+    }
+
+    private readonly record struct PhaseTimes(double Attention, double Query, double Update, double Whole, double WholeGflops);
+
+    // Best of several passes over the input, in processor time, as microseconds per token for each phase.
+    private static PhaseTimes MeasurePhases(int degree, int dim, int chunk, int tokens, int repeats = 3)
+    {
+        RetentionInputs inputs = SyntheticInputs.Create(1, tokens, 1, dim, gating: true);
+        RetentionProblem problem = RetentionProblem.Create(inputs.Q, inputs.K, inputs.V, inputs.LogG, null, new RetentionOptions { Degree = degree, ChunkSize = chunk });
+        var engine = new ChunkEngine(problem);
+        var state = new HeadState(problem.ExpandedDim, dim);
+        engine.ProcessChunk(0, 0, 0, chunk, state, attention: false, queryState: false, updateState: true);
+
+        double Measure(bool attention, bool query, bool update)
+        {
+            double best = double.MaxValue;
+            for (int repeat = 0; repeat < repeats; repeat++)
+            {
+                TimeSpan start = Process.GetCurrentProcess().TotalProcessorTime;
+                for (int position = 0; position + chunk <= tokens; position += chunk)
+                {
+                    engine.ProcessChunk(0, 0, position, chunk, state, attention, query, update);
+                }
+
+                best = Math.Min(best, (Process.GetCurrentProcess().TotalProcessorTime - start).TotalSeconds);
+            }
+
+            return best * 1e6 / (tokens / chunk * chunk);
+        }
+
+        double attentionTime = Measure(true, false, false);
+        double queryTime = Measure(false, true, false);
+        double updateTime = Measure(false, false, true);
+        double wholeTime = Measure(true, true, true);
+        return new PhaseTimes(attentionTime, queryTime, updateTime, wholeTime, FlopModel.Total(dim, dim, degree, chunk) / wholeTime / 1e3);
     }
 
     // Whole runs on every core: the chunked path from 16K to 1M tokens and the quadratic form up to 16K.

@@ -89,6 +89,33 @@ public sealed class FaultAndErrorTests(ThreeSiloFixture cluster, FaultClusterFix
     }
 
     [Fact]
+    public async Task Segments_StartWithinWindow()
+    {
+        RetentionInputs inputs = TestData.Inputs(4 * Time, seed: 36);
+        float[] expected = Retention.Compute(inputs.Q, inputs.K, inputs.V, inputs.LogG, options: new RetentionOptions { ChunkSize = 32 }).Output.ToSingleArray();
+        (string folder, InputFiles files) = TestData.WriteNpy(inputs);
+        string output = Path.Combine(folder, "y.npy");
+        IJobGrain job = cluster.Cluster.Client.GetGrain<IJobGrain>(Guid.NewGuid());
+
+        // 24 segments of 64 tokens with compute held: only the first ActiveSegmentsPerSilo x silos may start.
+        WorkGate.Arm();
+        JobPlan plan = await job.StartAsync(FileSpec(files, output, segments: 1) with { SegmentTokens = 64 });
+        int window = new JobOptions().ActiveSegmentsPerSilo * plan.SiloCount;
+        Assert.True(plan.SegmentCount > window, $"{plan.SegmentCount} segments do not exceed the window of {window}");
+        WorkerPhase[] phases = await Task.WhenAll(Enumerable.Range(0, plan.SegmentCount).Select(async segment =>
+            (await cluster.Cluster.Client.GetGrain<ISegmentWorkerGrain>($"{plan.JobId:N}/{segment}").GetStatusAsync()).Phase));
+        Assert.Equal(Enumerable.Repeat(WorkerPhase.Busy, window), phases[..window]);
+        Assert.Equal(Enumerable.Repeat(WorkerPhase.Waiting, plan.SegmentCount - window), phases[window..]);
+
+        WorkGate.Open();
+        JobStatus status = await WaitFinishedAsync(job);
+
+        Assert.Equal(JobState.Completed, status.State);
+        TestData.Within(TestData.RelativeError(TestData.ReadOutput(output), expected), 1e-5, "output of a job longer than its window");
+        Directory.Delete(folder, recursive: true);
+    }
+
+    [Fact]
     public async Task ClientCancellation_CancelsJob()
     {
         RetentionInputs inputs = TestData.Inputs(Time, seed: 33);

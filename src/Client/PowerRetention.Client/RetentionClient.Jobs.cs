@@ -11,7 +11,7 @@ public sealed partial class RetentionClient
     // Streamed inputs and outputs move in blocks of this size; the upload keeps a few in flight at once.
     private const int TransferBlockBytes = 4 << 20;
     private const int ParallelUploads = 4;
-    private const int MaxUploadAttempts = 8;
+    private const int MaxUploadAttempts = 12;
 
     /// <summary>
     /// Runs a job on tensors in memory: the inputs are checked here, streamed to the segment workers
@@ -40,31 +40,32 @@ public sealed partial class RetentionClient
         }
 
         using var uploads = new SemaphoreSlim(ParallelUploads);
+        using var uploadCancellation = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var uploading = new Dictionary<int, Task>();
         var read = new HashSet<int>();
         var uploadAttempts = new Dictionary<int, int>();
         try
         {
-            for (int segment = 0; segment < plan.SegmentCount; segment++)
-            {
-                uploading[segment] = UploadSegmentAsync(job, plan, shape, segment, inputs, uploads, cancellationToken);
-            }
-
             JobStatus status = await WaitAsync(job, options, progress, async current =>
             {
-                // Segments whose worker was lost need their inputs again; finished ones have output to read.
+                // The coordinator lists segments as they enter its window, and again when a worker lost
+                // its inputs; finished ones have output to read.
                 foreach (int segment in current.SegmentsNeedingInput)
                 {
-                    if (!uploading.TryGetValue(segment, out Task? task) || task.IsCompleted)
+                    if (!uploading.TryGetValue(segment, out Task? task))
                     {
-                        await (task ?? Task.CompletedTask);
+                        uploading[segment] = UploadSegmentAsync(job, plan, shape, segment, inputs, uploads, attempt: 0, uploadCancellation.Token);
+                    }
+                    else if (task.IsCompleted)
+                    {
+                        await task;
                         uploadAttempts[segment] = uploadAttempts.GetValueOrDefault(segment) + 1;
                         if (uploadAttempts[segment] > MaxUploadAttempts)
                         {
                             throw new RetentionJobException($"Job {plan.JobId}: the inputs of segment {segment} could not be delivered in {MaxUploadAttempts} attempts.");
                         }
 
-                        uploading[segment] = UploadSegmentAsync(job, plan, shape, segment, inputs, uploads, cancellationToken);
+                        uploading[segment] = UploadSegmentAsync(job, plan, shape, segment, inputs, uploads, uploadAttempts[segment], uploadCancellation.Token);
                     }
                 }
 
@@ -93,7 +94,8 @@ public sealed partial class RetentionClient
                 return current.State == JobState.Completed && read.Count == plan.SegmentCount;
             }, cancellationToken);
 
-            await Task.WhenAll(uploading.Values);
+            // Every segment is done, so every input arrived; what is left are pauses after failed attempts.
+            await uploadCancellation.CancelAsync();
             RetentionState? finalState = options.ReturnFinalState ? await ReadFinalStateAsync(job, options.Degree) : null;
             return new JobResult(output, finalState, plan.JobId, plan.SegmentCount, plan.SegmentTokens, status.StateBytesMoved, status.SegmentRestarts);
         }
@@ -219,23 +221,27 @@ public sealed partial class RetentionClient
     }
 
     // Upload failures are left to the coordinator: the segment stays listed as needing input and is uploaded again.
-    private async Task UploadSegmentAsync(IJobGrain job, JobPlan plan, JobShape shape, int segment, Dictionary<string, Tensor> inputs, SemaphoreSlim uploads, CancellationToken cancellationToken)
+    // Completes when the inputs are delivered, or after a pause that grows with the attempt when they were
+    // not, so that the caller's next attempt waits for the cluster to notice a dead silo.
+    private async Task UploadSegmentAsync(IJobGrain job, JobPlan plan, JobShape shape, int segment, Dictionary<string, Tensor> inputs, SemaphoreSlim uploads, int attempt, CancellationToken cancellationToken)
     {
         await uploads.WaitAsync(cancellationToken);
         try
         {
             await UploadSegmentInputsAsync(job, plan, shape, segment, inputs, cancellationToken);
+            return;
         }
         catch (Exception error) when (error is OrleansException or TimeoutException or InvalidOperationException)
         {
             // A worker on a dying silo rejects calls, and its replacement has no assignment until the
             // coordinator restarts it.
-            return;
         }
         finally
         {
             uploads.Release();
         }
+
+        await Task.Delay(TimeSpan.FromMilliseconds(Math.Min(200 * Math.Pow(2, attempt), 10_000)), cancellationToken);
     }
 
     private async Task UploadSegmentInputsAsync(IJobGrain job, JobPlan plan, JobShape shape, int segment, Dictionary<string, Tensor> inputs, CancellationToken cancellationToken)

@@ -57,7 +57,10 @@ public enum WorkerPhase
     Failed,
 }
 
-/// <summary>A worker's status, returned to the coordinator's monitor.</summary>
+/// <summary>
+/// A worker's status, returned to the coordinator's monitor. <see cref="Error"/> and <see cref="BadInput"/>
+/// describe the failure when <see cref="Phase"/> is <see cref="WorkerPhase.Failed"/>.
+/// </summary>
 [GenerateSerializer, Immutable, Alias("powerret.WorkerStatus")]
 public sealed record WorkerStatus(
     [property: Id(0)] Guid JobId,
@@ -65,7 +68,9 @@ public sealed record WorkerStatus(
     [property: Id(2)] WorkerPhase Phase,
     [property: Id(3)] long TokenHeadsDone,
     [property: Id(4)] bool HasInputs,
-    [property: Id(5)] string? Silo);
+    [property: Id(5)] string? Silo,
+    [property: Id(6)] string? Error = null,
+    [property: Id(7)] bool BadInput = false);
 
 /// <summary>A worker's assignment for one attempt at its segment.</summary>
 [GenerateSerializer, Immutable, Alias("powerret.SegmentAssignment")]

@@ -9,8 +9,10 @@ namespace PowerRetention.Grains;
 /// <summary>
 /// Coordinates one job. Phase 1 (segment summaries) runs on every segment but the last in parallel;
 /// summaries are folded in order as they arrive, each fold yielding the state entering the next
-/// segment, which then runs phase 3 (outputs). A monitor timer restarts segments whose worker lost
-/// its work, for example because its silo died.
+/// segment, which then runs phase 3 (outputs). Segments start in order within a window of
+/// <see cref="JobOptions.ActiveSegmentsPerSilo"/> per silo, so summaries and incoming states held at
+/// once do not grow with the sequence length. A monitor timer restarts segments whose worker lost its
+/// work, for example because its silo died.
 /// </summary>
 [PreferLocalPlacement]
 internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOptions> options) : Grain, IJobGrain
@@ -26,6 +28,7 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
     private HeadState[]?[] _summaries = [];
     private HeadState[]? _final;
     private int _folded;
+    private int _admitted;
     private int _expandedDim;
     private long _bytesMoved;
     private int _restarts;
@@ -83,14 +86,7 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
         LogStarted(JobId, _shape.Time, segments, _plan.SegmentTokens, _plan.SiloCount);
 
         await Task.WhenAll(_tracks.Select(track => Worker(track.Segment).AssignAsync(Assignment(track))));
-        if (spec.Input == InputKind.Files)
-        {
-            foreach (SegmentTrack track in _tracks)
-            {
-                track.InputsReady = true;
-                await StartSegmentAsync(track);
-            }
-        }
+        await AdmitAsync();
 
         _monitor = this.RegisterGrainTimer(MonitorAsync, new GrainTimerCreationOptions(_options.MonitorInterval, _options.MonitorInterval) { KeepAlive = true });
         return _plan;
@@ -101,7 +97,7 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
         long total = _shape is null ? 0 : (long)_shape.Batch * _shape.Time * _shape.QueryHeads;
         long done = _state == JobState.Completed ? total : _tracks.Sum(t => t.Stage == SegmentStage.Done ? SegmentTokenHeads(t.Segment) : t.TokenHeadsDone);
         int[] needingInput = _spec?.Input == InputKind.Streamed
-            ? _tracks.Where(t => t.Stage == SegmentStage.AwaitingInput && !t.InputsReady).Select(t => t.Segment).ToArray()
+            ? _tracks.Where(t => t.Admitted && t.Stage == SegmentStage.AwaitingInput && !t.InputsReady).Select(t => t.Segment).ToArray()
             : [];
         int[] withOutput = _spec is not null && StreamsOutput
             ? _tracks.Where(t => t.Stage == SegmentStage.Done && !t.OutputRead).Select(t => t.Segment).ToArray()
@@ -154,7 +150,7 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
     {
         SegmentTrack track = Track(segment);
         track.InputsReady = true;
-        if (_state == JobState.Running && track.Stage == SegmentStage.AwaitingInput)
+        if (_state == JobState.Running && track.Admitted && track.Stage == SegmentStage.AwaitingInput)
         {
             await ResumeAsync(track);
         }
@@ -169,6 +165,10 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
         if (_state == JobState.Completed && _tracks.All(t => t.OutputRead))
         {
             StopMonitor();
+        }
+        else if (_state == JobState.Running)
+        {
+            await AdmitAsync();
         }
     }
 
@@ -233,6 +233,34 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
             {
                 await ReleaseWorkersAsync();
                 StopMonitor();
+            }
+        }
+        else
+        {
+            await AdmitAsync();
+        }
+    }
+
+    // Starts segments in order while fewer than the window are unfinished. A segment is finished when
+    // its output is written, or read by the client when output is streamed.
+    private async Task AdmitAsync()
+    {
+        int window = Math.Max(1, _options.ActiveSegmentsPerSilo) * Math.Max(1, _plan!.SiloCount);
+        int firstUnfinished = Array.FindIndex(_tracks, t => t.Stage != SegmentStage.Done || (StreamsOutput && !t.OutputRead));
+        int limit = firstUnfinished < 0 ? _tracks.Length : Math.Min(_tracks.Length, firstUnfinished + window);
+        while (_state == JobState.Running && _admitted < limit)
+        {
+            SegmentTrack track = _tracks[_admitted++];
+            track.Admitted = true;
+            if (_spec!.Input == InputKind.Files)
+            {
+                track.InputsReady = true;
+            }
+
+            // Streamed segments now appear in SegmentsNeedingInput, or start at once if their inputs came early.
+            if (track.InputsReady)
+            {
+                await ResumeAsync(track);
             }
         }
     }
@@ -407,6 +435,13 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
                 }
 
                 await RestartAsync(track, workerLostInputs: !status.HasInputs || status.JobId != JobId);
+                continue;
+            }
+
+            if (status.Phase == WorkerPhase.Failed && track.Stage is SegmentStage.Phase1 or SegmentStage.Phase3)
+            {
+                // The worker's own report may have been lost; a report that does arrive later names an old attempt and is ignored.
+                await SegmentFailedAsync(track.Segment, track.Attempt, status.Error ?? "the worker reported no error message", status.BadInput);
                 continue;
             }
 

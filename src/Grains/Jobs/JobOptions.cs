@@ -18,4 +18,11 @@ public sealed class JobOptions
     /// value keeps compute well above communication.
     /// </summary>
     public int MinSegmentTokensPerFeature { get; set; } = 4;
+
+    /// <summary>
+    /// Segments per silo that may hold data at once (streamed inputs, a summary, an incoming state or
+    /// unread output). Later segments start as earlier ones finish, so memory stays bounded by segment
+    /// size however long the sequence is.
+    /// </summary>
+    public int ActiveSegmentsPerSilo { get; set; } = 4;
 }

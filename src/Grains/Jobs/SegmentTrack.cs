@@ -28,6 +28,9 @@ internal sealed class SegmentTrack(int segment)
 
     public SegmentStage Stage { get; set; } = SegmentStage.AwaitingInput;
 
+    /// <summary>Whether the segment is inside the job's window of active segments and may start.</summary>
+    public bool Admitted { get; set; }
+
     public bool InputsReady { get; set; }
 
     public bool OutputRead { get; set; }

@@ -15,6 +15,7 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
 
     private SegmentAssignment? _assignment;
     private WorkerPhase _phase = WorkerPhase.Idle;
+    private Exception? _failure;
     private long _tokenHeadsDone;
     private CancellationTokenSource _cancellation = new();
     private Dictionary<string, byte[][]>? _streamed;
@@ -40,6 +41,7 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
         _tokenHeadsDone = 0;
         _incoming = null;
         _output = null;
+        _failure = null;
         if (!sameJob)
         {
             _streamed = null;
@@ -117,7 +119,9 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
         _phase,
         Interlocked.Read(ref _tokenHeadsDone),
         _assignment?.Spec.Input != InputKind.Streamed || HasAllInputs(),
-        RuntimeIdentity));
+        RuntimeIdentity,
+        _phase == WorkerPhase.Failed ? _failure?.Message : null,
+        _phase == WorkerPhase.Failed && _failure is not null && IsBadInput(_failure)));
 
     public Task<byte[]> ReadOutputAsync(Guid jobId, long offset, int count)
     {
@@ -144,6 +148,7 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
         _streamed = null;
         _incoming = null;
         _output = null;
+        _failure = null;
         DeactivateOnIdle();
         return Task.CompletedTask;
     }
@@ -311,6 +316,8 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
         _ => (long)length * shape.Heads * sizeof(float),
     };
 
+    private static bool IsBadInput(Exception error) => error is ArgumentException or IOException or InsufficientMemoryException;
+
     private bool IsCurrent(SegmentAssignment assignment, CancellationToken cancellationToken) =>
         !cancellationToken.IsCancellationRequested && ReferenceEquals(_assignment, assignment);
 
@@ -322,7 +329,8 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
         }
 
         _phase = WorkerPhase.Failed;
-        bool badInput = error is ArgumentException or IOException or InsufficientMemoryException;
+        _failure = error;
+        bool badInput = IsBadInput(error);
         LogFailed(error, assignment.JobId, assignment.Segment, assignment.Attempt);
         try
         {
@@ -330,7 +338,7 @@ internal sealed partial class SegmentWorkerGrain(ComputeDevice device, ILogger<S
         }
         catch (Exception reportError)
         {
-            // NOTE: the coordinator's monitor does not act on the Failed phase yet, so a lost report leaves the job running until cancelled.
+            // The coordinator's monitor reads the Failed phase and the error from GetStatusAsync instead.
             LogReportFailed(reportError, assignment.JobId, assignment.Segment);
         }
     }

@@ -49,7 +49,7 @@ internal sealed unsafe class ChunkEngine
         _problem = problem;
         int width = Vector<float>.Count;
         _chunk = problem.ChunkSize;
-        _chunkPadded = RoundUp(_chunk, width);
+        _chunkPadded = PaddedStride(_chunk);
         _keyDim = problem.KeyDim;
         _valueDim = problem.ValueDim;
         _valuePadded = RoundUp(_valueDim, width);
@@ -510,6 +510,16 @@ internal sealed unsafe class ChunkEngine
     private static void Store(float* p, Vector<float> value) => System.Runtime.CompilerServices.Unsafe.WriteUnaligned(p, value);
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
+
+    // Row stride of token-indexed buffers: whole vectors and an odd number of 64-byte cache lines.
+    // The GEMMs step down columns of these buffers. With a stride of 4 KiB (a chunk of 1024 floats) every
+    // step would map to the same L1 set and evict lines still in use.
+    private static int PaddedStride(int length)
+    {
+        const int lineFloats = 16;
+        int stride = RoundUp(Math.Max(length, 1), lineFloats);
+        return stride / lineFloats % 2 == 0 ? stride + lineFloats : stride;
+    }
 
     // Pinned, so fixed statements cost nothing; sized with a vector of slack for padded reads.
     private static float[] Allocate(long count) => GC.AllocateArray<float>(checked((int)count + Vector<float>.Count), pinned: true);
