@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using PowerRetention.Kernels.Linear;
 
 namespace PowerRetention.Kernels;
@@ -283,6 +284,7 @@ internal sealed unsafe class ChunkEngine
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Attend(int r, int length)
     {
         int width = Vector<float>.Count;
@@ -381,6 +383,7 @@ internal sealed unsafe class ChunkEngine
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void QueryAndUpdateState(int length, HeadState state, bool readState, bool updateState, float gLast)
     {
         SymmetricPowerBasis basis = _problem.Basis;
@@ -431,6 +434,7 @@ internal sealed unsafe class ChunkEngine
     }
 
     // Rows f0 .. f0 + features of the embedding of the columns of sourceT (d x chunkPadded) into target.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Embed(SymmetricPowerBasis basis, int f0, int features, float[] sourceT, float* target, int length, bool withCoefficients)
     {
         int width = Vector<float>.Count;
@@ -465,6 +469,7 @@ internal sealed unsafe class ChunkEngine
     }
 
     // denominator[i] += sum over f of phi[f, i] * weights[f], for i < length.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void AccumulateWeighted(float* phi, float* weights, int features, float* denominator, int length)
     {
         int width = Vector<float>.Count;
@@ -486,6 +491,7 @@ internal sealed unsafe class ChunkEngine
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static float SumRow(float* row, int length)
     {
         int width = Vector<float>.Count;

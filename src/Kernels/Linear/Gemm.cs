@@ -11,7 +11,8 @@ namespace PowerRetention.Kernels.Linear;
 /// <remarks>
 /// The vector width is <see cref="Vector{T}"/>.Count, chosen once by the runtime (8 floats on AVX2).
 /// The micro-kernel keeps a 4 x 2W tile of C in registers: 8 accumulators, 2 row loads of B and one
-/// broadcast of A per step, which fits the 16 vector registers of AVX2 without spilling.
+/// broadcast of A per step, which fits the 16 vector registers of AVX2 without spilling. The methods are
+/// compiled fully optimised on first call whatever the host's tiered compilation settings.
 /// </remarks>
 internal static unsafe class Gemm
 {
@@ -20,6 +21,7 @@ internal static unsafe class Gemm
     /// <summary>
     /// C[i, j] += sum over l of A[i * aRowStride + l * aColStride] * B[l * ldb + j], for i &lt; m, j &lt; n, l &lt; k.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void MultiplyAdd(int m, int n, int k, float* a, int aRowStride, int aColStride, float* b, int ldb, float* c, int ldc)
     {
         Debug.Assert(m >= 0 && n >= 0 && k >= 0);
@@ -77,6 +79,7 @@ internal static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static void Store(float* p, Vector<float> value) => Unsafe.WriteUnaligned(p, value);
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile4x2(int k, float* a, int ars, int acs, float* b, int ldb, float* c, int ldc)
     {
         int width = Vector<float>.Count;
@@ -125,6 +128,7 @@ internal static unsafe class Gemm
         Store(c3 + width, c31);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile4x1(int k, float* a, int ars, int acs, float* b, int ldb, float* c, int ldc)
     {
         float* c1 = c + ldc;
@@ -148,6 +152,7 @@ internal static unsafe class Gemm
         Store(c3, c3v);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void Tile1x1(int k, float* a, int acs, float* b, int ldb, float* c)
     {
         Vector<float> acc = Load(c);
@@ -160,6 +165,7 @@ internal static unsafe class Gemm
         Store(c, acc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static void ScalarBlock(int rows, int columns, int k, float* a, int ars, int acs, float* b, int ldb, float* c, int ldc)
     {
         for (int r = 0; r < rows; r++)
