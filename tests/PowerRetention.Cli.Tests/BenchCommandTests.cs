@@ -1,4 +1,5 @@
 using PowerRetention.Cli.Tests.Support;
+using PowerRetention.Kernels;
 
 namespace PowerRetention.Cli.Tests;
 
@@ -37,6 +38,26 @@ public sealed class BenchCommandTests
         Assert.Equal("40", row.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
         Assert.Contains("p=4", result.Output);
         Assert.Contains("f16", result.Output);
+    }
+
+    [Fact]
+    public void Bench_ChunkAuto_UsesLibraryChoice()
+    {
+        CliResult result = CliRunner.Succeed("bench", "--tokens", "48,600", "--heads", "1", "--dim", "8", "--chunk-size", "auto", "--repeat", "1");
+
+        string[] rows = result.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Where(l => char.IsAsciiDigit(l[0])).ToArray();
+        Assert.Equal(2, rows.Length);
+        Assert.Equal("48", rows[0].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+        Assert.Equal(ChunkSizeSelector.FallbackChunkSize.ToString(System.Globalization.CultureInfo.InvariantCulture), rows[1].Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+    }
+
+    [Fact]
+    public void Bench_BadChunkSize_ExitsTwo()
+    {
+        CliResult result = CliRunner.Run("bench", "--tokens", "16", "--chunk-size", "fast");
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("--chunk-size", result.Error);
     }
 
     [Fact]

@@ -112,6 +112,7 @@ public sealed class ClusterCommandTests : IDisposable
         CliResult result = CliRunner.Run("demo", "--tokens", "4096", "--heads", "2", "--dim", "16");
 
         Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Contains("chunk size 512 (chosen automatically)", result.Output);
         string check = Assert.Single(result.Output.Split('\n'), l => l.StartsWith("check:", StringComparison.Ordinal));
         Assert.Contains("32 rows (16 tokens x 2 heads)", check);
         Assert.EndsWith("passed", check.TrimEnd());

@@ -10,7 +10,7 @@ internal static class BenchCommand
     public static readonly CommandSpec Spec = new(
         "bench",
         "Time the computation on synthetic inputs held in memory.",
-        ["powerret bench [--tokens 65536[,N...]] [--heads 8] [--dim 64] [--deg 2] [--chunk-size 1024] [options]"],
+        ["powerret bench [--tokens 65536[,N...]] [--heads 8] [--dim 64] [--deg 2] [--chunk-size 1024|auto] [options]"],
         "For each sequence length, creates seeded inputs in memory, runs one untimed warm-up and then --repeat timed " +
         "runs, and prints one row: the best and median time in milliseconds, token-heads per second (b * t * hq " +
         "divided by the best time) and GFLOP/s from the best time. The operation count per query token-head is " +
@@ -24,7 +24,7 @@ internal static class BenchCommand
             new("--value-dim", "E", "Value dimension e. Default d."),
             new("--batch", "B", "Batch size b. Default 1."),
             new("--deg", "P", "Degree p, even and >= 2. Default 2."),
-            new("--chunk-size", "TOKENS", "Tokens per chunk, or 0 for the quadratic form over the whole sequence. Default 1024."),
+            new("--chunk-size", "TOKENS", "Tokens per chunk, 0 for the quadratic form over the whole sequence, or auto for the size the library picks for each row's shape. Default 1024."),
             new("--dtype", "TYPE", "Data type of Q, K, V and Y: f32, f16 or bf16. Default f32."),
             new("--gating", null, "Use log-gates."),
             new("--repeat", "N", "Timed runs per sequence length, after one warm-up. Default 3."),
@@ -41,7 +41,8 @@ internal static class BenchCommand
         int valueDim = options.GetInt("--value-dim", keyDim, minimum: 1);
         int batch = options.GetInt("--batch", 1, minimum: 1);
         int degree = options.GetInt("--deg", 2, minimum: int.MinValue);
-        int chunkSize = options.GetInt("--chunk-size", RetentionOptions.DefaultChunkSize, minimum: 0);
+        bool automaticChunk = options.GetString("--chunk-size") == "auto";
+        int chunkSize = automaticChunk ? RetentionOptions.DefaultChunkSize : options.GetInt("--chunk-size", RetentionOptions.DefaultChunkSize, minimum: 0);
         int repeat = options.GetInt("--repeat", 3, minimum: 1);
         int? threads = options.GetOptionalInt("--threads", minimum: 1);
         bool gating = options.HasFlag("--gating");
@@ -56,7 +57,7 @@ internal static class BenchCommand
             throw options.Error($"--q-heads {queryHeads} must be a multiple of --heads {heads}");
         }
 
-        var retentionOptions = new RetentionOptions { Degree = degree, ChunkSize = chunkSize, MaxDegreeOfParallelism = threads };
+        var baseOptions = new RetentionOptions { Degree = degree, ChunkSize = chunkSize, MaxDegreeOfParallelism = threads };
         IRetentionBackend backend = CommandContext.CreateBackend();
         TextWriter writer = context.Output;
         long expandedDim = SymmetricPowerBasis.ExpandedDimOf(keyDim, degree);
@@ -71,6 +72,12 @@ internal static class BenchCommand
         {
             RetentionInputs inputs = SyntheticInputs.Create(batch, time, heads, keyDim, queryHeads, valueDim, gating, seed: 42, dataType);
             Tensor output = Tensor.Zeros(dataType, batch, time, queryHeads, valueDim);
+            if (automaticChunk)
+            {
+                chunkSize = ChunkSizeSelector.Choose(keyDim, valueDim, degree, gating, time);
+            }
+
+            RetentionOptions retentionOptions = baseOptions with { ChunkSize = chunkSize };
             var job = new RetentionJob(inputs.Q, inputs.K, inputs.V, inputs.LogG, null, retentionOptions, output);
             long tokenHeads = (long)batch * time * queryHeads;
 

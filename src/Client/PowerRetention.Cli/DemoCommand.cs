@@ -22,7 +22,7 @@ internal static class DemoCommand
     public static readonly CommandSpec Spec = new(
         "demo",
         "Run a synthetic long sequence on an embedded cluster and check the output.",
-        ["powerret demo [--tokens 1000000] [--heads 8] [--dim 64] [--deg 2] [--chunk-size 1024] [--segment-tokens N] [--keep]"],
+        ["powerret demo [--tokens 1000000] [--heads 8] [--dim 64] [--deg 2] [--chunk-size N] [--segment-tokens N] [--keep]"],
         "Writes seeded bf16 inputs with log-gates (1 batch, t tokens, h heads, d = e) to a .safetensors file in a " +
         "temporary folder, runs them through a one-silo Orleans cluster started in this process, which writes the output " +
         "to another .safetensors file, and checks 16 output tokens spread over the sequence, the first and last included, " +
@@ -35,7 +35,7 @@ internal static class DemoCommand
             new("--heads", "H", "Heads h, for queries and keys alike. Default 8."),
             new("--dim", "D", "Key and value dimension d. Default 64."),
             new("--deg", "P", "Degree p, even and >= 2. Default 2."),
-            new("--chunk-size", "TOKENS", "Tokens per chunk, or 0 for the quadratic form within each segment. Default 1024."),
+            new("--chunk-size", "TOKENS", "Tokens per chunk, or 0 for the quadratic form within each segment. Default: the fastest size for the shape, picked by the library."),
             new("--segment-tokens", "N", "Tokens per segment, rounded up to whole chunks; 0 lets the coordinator choose. Default 0."),
             new("--threads", "N", "Compute threads of the embedded silo, and of writing and checking. Default: every core."),
             new("--seed", "S", "Seed of the random generator. Default 42."),
@@ -49,7 +49,7 @@ internal static class DemoCommand
         int heads = options.GetInt("--heads", 8, minimum: 1);
         int dim = options.GetInt("--dim", 64, minimum: 1);
         int degree = options.GetInt("--deg", 2, minimum: int.MinValue);
-        int chunkSize = options.GetInt("--chunk-size", RetentionOptions.DefaultChunkSize, minimum: 0);
+        int? requestedChunkSize = options.GetOptionalInt("--chunk-size", minimum: 0);
         int segmentTokens = options.GetInt("--segment-tokens", 0, minimum: 0);
         int? threads = options.GetOptionalInt("--threads", minimum: 1);
         int seed = options.GetInt("--seed", 42, minimum: int.MinValue);
@@ -58,6 +58,9 @@ internal static class DemoCommand
         {
             throw options.Error($"invalid value {degree} for --deg: the degree must be even and at least 2");
         }
+
+        bool automaticChunk = requestedChunkSize is null;
+        int chunkSize = requestedChunkSize ?? ChunkSizeSelector.Choose(dim, dim, degree, gated: true, tokens);
 
         // Checks the state size and chunk buffers before writing gigabytes of inputs.
         var kernelOptions = new RetentionOptions { Degree = degree, ChunkSize = chunkSize };
@@ -70,7 +73,7 @@ internal static class DemoCommand
         Directory.CreateDirectory(folder);
         try
         {
-            var demo = new DemoRun(context, tokens, heads, dim, degree, chunkSize, segmentTokens, threads, seed, folder);
+            var demo = new DemoRun(context, tokens, heads, dim, degree, chunkSize, automaticChunk, segmentTokens, threads, seed, folder);
             return await demo.RunAsync().ConfigureAwait(false);
         }
         finally
@@ -103,7 +106,7 @@ internal static class DemoCommand
     }
 
     /// <summary>The steps of one demo: write the inputs, run the job, check the sample, report.</summary>
-    private sealed class DemoRun(CommandContext context, int tokens, int heads, int dim, int degree, int chunkSize, int segmentTokens, int? threads, int seed, string folder)
+    private sealed class DemoRun(CommandContext context, int tokens, int heads, int dim, int degree, int chunkSize, bool automaticChunk, int segmentTokens, int? threads, int seed, string folder)
     {
         private readonly TextWriter _output = context.Output;
         private readonly long _tokenHeads = (long)tokens * heads;
@@ -113,7 +116,9 @@ internal static class DemoCommand
             string inputPath = Path.Combine(folder, "inputs.safetensors");
             string outputPath = Path.Combine(folder, "y.safetensors");
             long expandedDim = SymmetricPowerBasis.ExpandedDimOf(dim, degree);
-            string chunking = chunkSize == 0 ? "chunk size 0 (quadratic form within each segment)" : Units.Invariant($"chunk size {chunkSize}");
+            string chunking = chunkSize == 0
+                ? "chunk size 0 (quadratic form within each segment)"
+                : Units.Invariant($"chunk size {chunkSize}{(automaticChunk ? " (chosen automatically)" : string.Empty)}");
             _output.WriteLine(Units.Invariant($"demo:    t={tokens}, h={heads}, d=e={dim}, p={degree} (D={expandedDim}), bf16 with log-gates, {chunking}, seed {seed}"));
             _output.Flush();
 
