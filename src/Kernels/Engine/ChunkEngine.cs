@@ -14,6 +14,7 @@ namespace PowerRetention.Kernels;
 /// <item>state update: S = exp(g_last) S + phiK(k_j exp((g_last - g_j) / p))^T V.</item>
 /// </list>
 /// Both state steps go over blocks of features so that no D x L embedding is ever held whole.
+/// Buffers are cache-line aligned native memory, freed when the engine is collected.
 /// Not thread-safe: each worker thread uses its own engine.
 /// </summary>
 internal sealed unsafe class ChunkEngine
@@ -30,20 +31,20 @@ internal sealed unsafe class ChunkEngine
     private readonly int _group;
     private readonly int _featureBlock;
 
-    private readonly float[] _keysT;
-    private readonly float[] _keysDecayedT;
-    private readonly float[] _values;
-    private readonly float[] _gates;
-    private readonly float[] _row;
-    private readonly float[][] _queries;
-    private readonly float[][] _queriesScaledT;
-    private readonly float[][] _numerators;
-    private readonly float[][] _denominators;
-    private readonly float[][] _rowMaxWeights;
-    private readonly float[] _scores;
-    private readonly float[] _columnFactors;
-    private readonly float[] _phiKeys;
-    private readonly float[] _phiQueries;
+    private readonly AlignedBuffer _keysT;
+    private readonly AlignedBuffer _keysDecayedT;
+    private readonly AlignedBuffer _values;
+    private readonly AlignedBuffer _gates;
+    private readonly AlignedBuffer _row;
+    private readonly AlignedBuffer[] _queries;
+    private readonly AlignedBuffer[] _queriesScaledT;
+    private readonly AlignedBuffer[] _numerators;
+    private readonly AlignedBuffer[] _denominators;
+    private readonly AlignedBuffer[] _rowMaxWeights;
+    private readonly AlignedBuffer _scores;
+    private readonly AlignedBuffer _columnFactors;
+    private readonly AlignedBuffer _phiKeys;
+    private readonly AlignedBuffer _phiQueries;
 
     public ChunkEngine(RetentionProblem problem)
     {
@@ -64,11 +65,11 @@ internal sealed unsafe class ChunkEngine
         _values = Allocate((long)_chunk * _valuePadded);
         _gates = Allocate(_chunkPadded);
         _row = Allocate(Math.Max(_keyDim, _valueDim));
-        _queries = new float[_group][];
-        _queriesScaledT = new float[_group][];
-        _numerators = new float[_group][];
-        _denominators = new float[_group][];
-        _rowMaxWeights = new float[_group][];
+        _queries = new AlignedBuffer[_group];
+        _queriesScaledT = new AlignedBuffer[_group];
+        _numerators = new AlignedBuffer[_group];
+        _denominators = new AlignedBuffer[_group];
+        _rowMaxWeights = new AlignedBuffer[_group];
         for (int r = 0; r < _group; r++)
         {
             _queries[r] = Allocate((long)_chunk * _keyDim);
@@ -91,13 +92,13 @@ internal sealed unsafe class ChunkEngine
     public bool TrackRowMax { get; set; }
 
     /// <summary>Numerators of the last chunk for query head r of the group, L rows of stride <see cref="ValueStride"/>.</summary>
-    public ReadOnlySpan<float> Numerator(int r) => _numerators[r];
+    public ReadOnlySpan<float> Numerator(int r) => _numerators[r].Span;
 
     /// <summary>Denominators of the last chunk for query head r of the group.</summary>
-    public ReadOnlySpan<float> Denominator(int r) => _denominators[r];
+    public ReadOnlySpan<float> Denominator(int r) => _denominators[r].Span;
 
     /// <summary>Largest weight of each row of the last chunk, when <see cref="TrackRowMax"/> is set.</summary>
-    public ReadOnlySpan<float> RowMaxWeight(int r) => _rowMaxWeights[r];
+    public ReadOnlySpan<float> RowMaxWeight(int r) => _rowMaxWeights[r].Span;
 
     /// <summary>Row stride of <see cref="Numerator"/>.</summary>
     public int ValueStride => _valuePadded;
@@ -141,6 +142,8 @@ internal sealed unsafe class ChunkEngine
             QueryAndUpdateState(length, state, readState, updateState, gLast);
         }
 
+        // The kernels work through raw pointers into buffers that are freed when this engine is collected.
+        GC.KeepAlive(this);
         return gLast;
     }
 
@@ -158,6 +161,8 @@ internal sealed unsafe class ChunkEngine
                 output.Storage.Write(RetentionProblem.RowOffset(batch, p.Time, start + i, p.QueryHeads, queryHead, _valueDim), row);
             }
         }
+
+        GC.KeepAlive(this);
     }
 
     /// <summary>
@@ -176,6 +181,8 @@ internal sealed unsafe class ChunkEngine
                 target[_valueDim] += _denominators[r][i];
             }
         }
+
+        GC.KeepAlive(this);
     }
 
     /// <summary>Writes the normalised sum of <paramref name="partial"/> and the last chunk's numerators to the output.</summary>
@@ -196,6 +203,8 @@ internal sealed unsafe class ChunkEngine
                 output.Storage.Write(RetentionProblem.RowOffset(batch, p.Time, start + i, p.QueryHeads, queryHead, _valueDim), row);
             }
         }
+
+        GC.KeepAlive(this);
     }
 
     private static void Normalize(ReadOnlySpan<float> numerator, float denominator, Span<float> destination)
@@ -264,8 +273,8 @@ internal sealed unsafe class ChunkEngine
     private void LoadQueries(int batch, int queryHead, int start, int length, int r, bool scaledTranspose, float gateOffset)
     {
         RetentionProblem p = _problem;
-        float[] rows = _queries[r];
-        float[] scaledT = _queriesScaledT[r];
+        AlignedBuffer rows = _queries[r];
+        AlignedBuffer scaledT = _queriesScaledT[r];
         float inverseDegree = 1f / p.Degree;
         bool gated = p.LogG is not null;
         for (int i = 0; i < length; i++)
@@ -291,9 +300,9 @@ internal sealed unsafe class ChunkEngine
         float scale = _problem.Scale;
         int degree = _problem.Degree;
         bool gated = _problem.LogG is not null;
-        float[] numerator = _numerators[r];
-        float[] denominator = _denominators[r];
-        float[] rowMax = _rowMaxWeights[r];
+        AlignedBuffer numerator = _numerators[r];
+        AlignedBuffer denominator = _denominators[r];
+        AlignedBuffer rowMax = _rowMaxWeights[r];
         var lane = Vector<int>.Indices;
 
         fixed (float* queries = _queries[r], keysT = _keysT, values = _values, scores = _scores, gates = _gates, numeratorPtr = numerator, columnFactors = _columnFactors)
@@ -435,7 +444,7 @@ internal sealed unsafe class ChunkEngine
 
     // Rows f0 .. f0 + features of the embedding of the columns of sourceT (d x chunkPadded) into target.
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private void Embed(SymmetricPowerBasis basis, int f0, int features, float[] sourceT, float* target, int length, bool withCoefficients)
+    private void Embed(SymmetricPowerBasis basis, int f0, int features, AlignedBuffer sourceT, float* target, int length, bool withCoefficients)
     {
         int width = Vector<float>.Count;
         int degree = basis.Degree;
@@ -527,6 +536,6 @@ internal sealed unsafe class ChunkEngine
         return stride / lineFloats % 2 == 0 ? stride + lineFloats : stride;
     }
 
-    // Pinned, so fixed statements cost nothing; sized with a vector of slack for padded reads.
-    private static float[] Allocate(long count) => GC.AllocateArray<float>(checked((int)count + Vector<float>.Count), pinned: true);
+    // Cache-line aligned, with a vector of slack for padded reads.
+    private static AlignedBuffer Allocate(long count) => new(checked((int)count + Vector<float>.Count));
 }

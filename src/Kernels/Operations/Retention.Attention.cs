@@ -67,6 +67,8 @@ public static partial class Retention
             }
         }
 
+        // The spans above point into the engine's native buffers, which are freed when the engine is collected.
+        GC.KeepAlive(engine);
         return new AttentionParts(numerator, denominator, rowMax);
     }
 }
