@@ -57,7 +57,7 @@ public sealed class BenchCommandTests
         CliResult result = CliRunner.Run("bench", "--tokens", "16", "--chunk-size", "fast");
 
         Assert.Equal(2, result.ExitCode);
-        Assert.Contains("--chunk-size", result.Error);
+        Assert.Contains("invalid value 'fast' for --chunk-size: expected a number of tokens or auto", result.Error);
     }
 
     [Fact]

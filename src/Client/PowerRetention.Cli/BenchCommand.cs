@@ -41,7 +41,13 @@ internal static class BenchCommand
         int valueDim = options.GetInt("--value-dim", keyDim, minimum: 1);
         int batch = options.GetInt("--batch", 1, minimum: 1);
         int degree = options.GetInt("--deg", 2, minimum: int.MinValue);
-        bool automaticChunk = options.GetString("--chunk-size") == "auto";
+        string? chunkText = options.GetString("--chunk-size");
+        bool automaticChunk = chunkText == "auto";
+        if (chunkText is not null && !automaticChunk && !int.TryParse(chunkText, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out _))
+        {
+            throw options.Error($"invalid value '{chunkText}' for --chunk-size: expected a number of tokens or auto");
+        }
+
         int chunkSize = automaticChunk ? RetentionOptions.DefaultChunkSize : options.GetInt("--chunk-size", RetentionOptions.DefaultChunkSize, minimum: 0);
         int repeat = options.GetInt("--repeat", 3, minimum: 1);
         int? threads = options.GetOptionalInt("--threads", minimum: 1);

@@ -134,7 +134,7 @@ internal static class DemoCommand
             (JobResult job, TimeSpan elapsed) = await RunJobAsync(backend, inputPath, outputPath).ConfigureAwait(false);
             double seconds = Math.Max(elapsed.TotalSeconds, 1e-9);
             _output.WriteLine(Units.Invariant($"run:     {tokens:N0} tokens x {heads} heads in {elapsed.TotalSeconds:0.00} s: {Units.Rate(tokens / seconds)} tokens/s, {Units.Rate(_tokenHeads / seconds)} token-heads/s"));
-            _output.WriteLine(Units.Invariant($"         {job.Segments} segment{(job.Segments == 1 ? string.Empty : "s")} of {job.SegmentTokens} tokens, {Units.Bytes(job.StateBytesMoved)} ({job.StateBytesMoved:N0} bytes) of state moved between grains, {job.SegmentRestarts} segment restarts"));
+            _output.WriteLine(Units.Invariant($"         {RunCommand.DescribeSegments(job.Segments, job.SegmentTokens, tokens)}, {Units.Bytes(job.StateBytesMoved)} ({job.StateBytesMoved:N0} bytes) of state moved between grains, {job.SegmentRestarts} segment restarts"));
             _output.Flush();
 
             Stopwatch checking = Stopwatch.StartNew();

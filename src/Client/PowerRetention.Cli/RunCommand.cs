@@ -215,7 +215,7 @@ internal static class RunCommand
         writer.WriteLine(Units.Invariant($"run:     {time} tokens, {tokenHeads:N0} token-heads in {elapsed.TotalSeconds:0.000} s, {Units.Rate(tokenHeads / Math.Max(elapsed.TotalSeconds, 1e-9))} token-heads/s ({where})"));
         if (job is not null)
         {
-            writer.WriteLine(Units.Invariant($"cluster: job {job.JobId}: {job.Segments} segment{(job.Segments == 1 ? string.Empty : "s")} of {job.SegmentTokens} tokens, {Units.Bytes(job.StateBytesMoved)} of state moved between grains, {job.SegmentRestarts} segment restarts"));
+            writer.WriteLine(Units.Invariant($"cluster: job {job.JobId}: {DescribeSegments(job.Segments, job.SegmentTokens, time)}, {Units.Bytes(job.StateBytesMoved)} of state moved between grains, {job.SegmentRestarts} segment restarts"));
         }
 
         writer.WriteLine($"output:  {settings.OutputPath}: Y {Tensor.FormatShape(outputShape)} {inputs.Q.DataType.ShortName()}");
@@ -241,5 +241,13 @@ internal static class RunCommand
         return options.ChunkSize >= time
             ? Units.Invariant($"chunk size {options.ChunkSize} (one chunk of {time} tokens)")
             : Units.Invariant($"chunk size {options.ChunkSize}{(automatic ? " (chosen automatically)" : string.Empty)}");
+    }
+
+    /// <summary>Describes a job's segments, naming the last one's length when it is shorter than the others.</summary>
+    internal static string DescribeSegments(int segments, int segmentTokens, long time)
+    {
+        string text = Units.Invariant($"{segments} segment{(segments == 1 ? string.Empty : "s")} of {segmentTokens} tokens");
+        long last = time - ((long)(segments - 1) * segmentTokens);
+        return segments > 1 && last != segmentTokens ? Units.Invariant($"{text}, the last of {last}") : text;
     }
 }

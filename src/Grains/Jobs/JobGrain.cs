@@ -61,8 +61,10 @@ internal sealed partial class JobGrain(ILogger<JobGrain> logger, IOptions<JobOpt
             _spec = null;
             LogRejected(JobId, error.Message);
             // No inner exception: Orleans has no codec for some of the causes (FileFormatException), and the
-            // message already names the file and the problem.
-            throw new ArgumentException(error.Message, error is ArgumentException argument ? argument.ParamName : "spec");
+            // message already names the file and the problem. No parameter name either, so that clients
+            // print the message without a " (Parameter ...)" suffix.
+            string message = error is ArgumentException { ParamName: string name } ? error.Message.Replace($" (Parameter '{name}')", string.Empty, StringComparison.Ordinal) : error.Message;
+            throw new ArgumentException(message);
         }
 
         int segments = _plan.SegmentCount;
