@@ -16,9 +16,7 @@ public static class PeakFlops
     /// <summary>Best GFLOP/s of one thread and of <paramref name="threads"/> threads running at once.</summary>
     public static (double OneThread, double AllThreads) Measure(int threads, double seconds = 1.0)
     {
-        double one = Best(1, seconds);
-        double all = Best(threads, seconds);
-        return (one, all);
+        return (Best(1, seconds), Best(threads, seconds));
     }
 
     private static double Best(int threads, double seconds)

@@ -73,7 +73,12 @@ public static class Sweep
     public static unsafe void GemmShapes()
     {
         const int chunk = 1024, features = 64, values = 64, stride = 1040;
-        float[] a = new float[features * stride + 64], b = new float[chunk * values + 64], c = new float[chunk * values + 64];
+        const double flops = 2.0 * features * values * chunk;
+
+        // Cache-line aligned operands, as in the chunk engine.
+        var a = new AlignedBuffer(features * stride);
+        var b = new AlignedBuffer(chunk * values);
+        var c = new AlignedBuffer(chunk * values);
         for (int i = 0; i < a.Length; i++)
         {
             a[i] = i % 13 * 0.01f;
@@ -84,29 +89,15 @@ public static class Sweep
             b[i] = i % 7 * 0.01f;
         }
 
-        fixed (float* pa = a, pb = b, pc = c)
-        {
-            float* aPtr = pa, bPtr = pb, cPtr = pc;
-            double Rate(Action run, double flops)
-            {
-                run();
-                double best = double.MaxValue;
-                for (int repeat = 0; repeat < 200; repeat++)
-                {
-                    var timer = Stopwatch.StartNew();
-                    run();
-                    best = Math.Min(best, timer.Elapsed.TotalSeconds);
-                }
+        // Update: C (features x e) += phiK (features x chunk, rows contiguous) * V (chunk x e).
+        double update = flops / TimeBest(() => Kernels.Linear.Gemm.MultiplyAdd(features, values, chunk, a.Pointer, stride, 1, b.Pointer, values, c.Pointer, values), 200) / 1e9;
 
-                return flops / best / 1e9;
-            }
-
-            // Update: C (features x e) += phiK (features x chunk, rows contiguous) * V (chunk x e).
-            double update = Rate(() => Kernels.Linear.Gemm.MultiplyAdd(features, values, chunk, aPtr, stride, 1, bPtr, values, cPtr, values), 2.0 * features * values * chunk);
-            // Query: C (chunk x e) += phiQ^T (read down columns of a features x chunk buffer) * S block (features x e).
-            double query = Rate(() => Kernels.Linear.Gemm.MultiplyAdd(chunk, values, features, aPtr, 1, stride, bPtr, values, cPtr, values), 2.0 * features * values * chunk);
-            Console.WriteLine($"GEMM alone, one thread: update layout {update:F1} GFLOP/s, query layout {query:F1} GFLOP/s.");
-        }
+        // Query: C (chunk x e) += phiQ^T (read down columns of a features x chunk buffer) * S block (features x e).
+        double query = flops / TimeBest(() => Kernels.Linear.Gemm.MultiplyAdd(chunk, values, features, a.Pointer, 1, stride, b.Pointer, values, c.Pointer, values), 200) / 1e9;
+        Console.WriteLine($"GEMM alone, one thread: update layout {update:F1} GFLOP/s, query layout {query:F1} GFLOP/s.");
+        GC.KeepAlive(a);
+        GC.KeepAlive(b);
+        GC.KeepAlive(c);
     }
 
     private readonly record struct PhaseTimes(double Attention, double Query, double Update, double Whole, double WholeGflops);
